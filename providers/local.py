@@ -1,0 +1,110 @@
+"""The embedded default: a GGUF model run in-process by llama-cpp-python."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+
+from config import ConfigError, Settings
+from errors import ContextTooLong
+from history import Message
+from providers.base import GenerationParams, raise_for_finish
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+class LocalLlama:
+    def __init__(self, settings: Settings) -> None:
+        # Imported here so that remote providers work without llama-cpp-python installed.
+        from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, Llama
+
+        try:
+            self.llm = Llama(
+                model_path=str(settings.gguf_path),
+                n_ctx=0,  # the model's own context length
+                n_threads=settings.local_threads or os.cpu_count(),
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"Cannot load {settings.gguf_path}: it is not a GGUF model llama.cpp can read.") from exc
+        vocab = self.llm._model
+        self.control_tokens = sorted(
+            {
+                self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
+                for token in range(self.llm.n_vocab())
+                if vocab.token_get_attr(token) & LLAMA_TOKEN_ATTR_CONTROL
+            }
+            - {""},
+            key=len,
+            reverse=True,
+        )
+        self._generating = threading.Lock()  # one Llama context cannot run two generations at once
+
+    def neutralise(self, text: str) -> str:
+        """Break up control-token text (e.g. <|im_start|>) so that it tokenizes as plain text.
+
+        The chat template is tokenized with special tokens enabled, so a user who
+        types one would otherwise open a new role in the prompt.
+        """
+        for token in self.control_tokens:
+            if token in text:
+                text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
+        return text
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[dict | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+        safe_messages = [{"role": m["role"], "content": self.neutralise(m["content"])} for m in messages]
+
+        def emit(item: dict | BaseException | None) -> None:
+            loop.call_soon_threadsafe(chunks.put_nowait, item)
+
+        loop.run_in_executor(None, self._generate, safe_messages, params, stop, emit)
+        finish_reason = None
+        try:
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                choice = item["choices"][0]
+                if text := choice["delta"].get("content"):
+                    yield text
+                finish_reason = choice.get("finish_reason") or finish_reason
+        finally:
+            stop.set()  # on Stop or error the worker ends after the token it is on
+        raise_for_finish(finish_reason)
+
+    def _generate(
+        self,
+        messages: list[dict],
+        params: GenerationParams,
+        stop: threading.Event,
+        emit: Callable[[dict | BaseException | None], None],
+    ) -> None:
+        """Runs in a worker thread: generate, handing each chunk to the event loop."""
+        try:
+            with self._generating:
+                if stop.is_set():
+                    return
+                chunks = self.llm.create_chat_completion(
+                    messages=messages,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    max_tokens=params.max_tokens,
+                    stream=True,
+                )
+                try:
+                    for chunk in chunks:
+                        if stop.is_set():
+                            return
+                        emit(chunk)
+                finally:
+                    chunks.close()
+        except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit
+            emit(ContextTooLong() if "context window" in str(exc) else exc)
+        except Exception as exc:
+            emit(exc)
+        finally:
+            emit(None)

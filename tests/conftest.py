@@ -1,0 +1,54 @@
+"""Shared fixtures: the loopback provider, the launched app, and clients for it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from gradio_client import Client
+
+from app import build_app
+from config import Settings, load_settings
+from tests.fake_openai import FakeOpenAI
+
+# A made-up key: tests check that it never shows up anywhere a user can see.
+SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def server(fake_server: FakeOpenAI) -> FakeOpenAI:
+    """The loopback provider, reset for this test."""
+    fake_server.reset()
+    return fake_server
+
+
+def remote_settings(server: FakeOpenAI, **overrides) -> Settings:
+    """Settings for the openai provider pointed at the loopback server, as a user would configure it."""
+    env = {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": server.base_url}
+    settings = load_settings(["--model", "fake-model", "--timeout", "2", "--max-retries", "0"], env)
+    return replace(settings, **overrides)
+
+
+@pytest.fixture(scope="session")
+def app_url(fake_server: FakeOpenAI) -> Iterator[str]:
+    demo = build_app(remote_settings(fake_server))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture
+def client(app_url: str, server: FakeOpenAI) -> Client:
+    """A new API session: its chat history starts empty."""
+    return Client(app_url, verbose=False)

@@ -1,0 +1,126 @@
+"""Configuration: flags, environment, presets, and misconfiguration messages."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import LOCAL, ConfigError, default_gguf, load_settings
+from providers.presets import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_no_key_and_no_url_means_the_embedded_model():
+    settings = load_settings([], {})
+    assert settings.provider == LOCAL
+    assert settings.gguf_path == default_gguf()
+    assert settings.gguf_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_openai_key_selects_openai():
+    settings = load_settings([], {"OPENAI_API_KEY": "sk-x"})
+    assert (settings.provider, settings.base_url, settings.model) == (
+        "openai",
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+    )
+
+
+def test_openai_base_url_selects_any_compatible_server_without_a_key():
+    settings = load_settings(["--model", "qwen"], {"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"})
+    assert (settings.provider, settings.base_url, settings.model, settings.api_key) == (
+        "openai",
+        "http://127.0.0.1:8000/v1",
+        "qwen",
+        None,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_resolves_from_its_own_key_variable(name):
+    preset = PRESETS[name]
+    env = {preset.key_env: "key-123"} if preset.key_env else {}
+    settings = load_settings(["--provider", name, "--model", "m"], env)
+    assert (settings.base_url, settings.model, settings.key_env) == (preset.base_url, "m", preset.key_env)
+    assert settings.api_key == ("key-123" if preset.key_env else None)
+
+
+def test_flags_override_the_environment():
+    env = {"CHAT_PROVIDER": "groq", "GROQ_API_KEY": "k", "CHAT_MODEL": "a", "CHAT_SYSTEM_PROMPT": "env prompt"}
+    settings = load_settings(["--model", "b", "--system-prompt", "flag prompt", "--port", "9000"], env)
+    assert (settings.provider, settings.model, settings.system_prompt, settings.port) == (
+        "groq",
+        "b",
+        "flag prompt",
+        9000,
+    )
+
+
+def test_base_url_overrides_a_preset():
+    settings = load_settings(["--provider", "ollama", "--base-url", "http://gpu:11434/v1", "--model", "m"], {})
+    assert settings.base_url == "http://gpu:11434/v1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--provider", "nope"], {}, "Unknown provider 'nope'"),
+        (["--provider", "groq"], {}, "needs an API key: set GROQ_API_KEY"),
+        (["--provider", "huggingface"], {}, "set HF_TOKEN"),
+        (["--provider", "vllm"], {}, "pass --model NAME"),
+        ([], {"OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}, "pass --model NAME"),
+        (["--gguf", "/no/such/file.gguf"], {}, "Cannot read the GGUF file /no/such/file.gguf"),
+        (["--concurrency", "0"], {}, "--concurrency must be at least 1"),
+        ([], {"CHAT_TIMEOUT": "soon"}, "--timeout must be a number"),
+    ],
+)
+def test_misconfiguration_is_one_clear_sentence(argv, env, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_settings(argv, env)
+
+
+def test_the_key_is_not_in_the_settings_repr_or_startup_line():
+    settings = load_settings([], {"OPENAI_API_KEY": "sk-SECRET"})
+    assert "sk-SECRET" not in repr(settings)
+    assert "sk-SECRET" not in settings.describe()
+    assert settings.describe() == "Provider: openai | model: gpt-4o-mini | URL: https://api.openai.com/v1"
+
+
+def run_app(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider", "nope"], "Error: Unknown provider 'nope'"),
+        (["--provider", "openai"], "Error: The openai provider needs an API key: set OPENAI_API_KEY."),
+        (["--gguf", "/no/such.gguf"], "Error: Cannot read the GGUF file /no/such.gguf"),
+        (["--port", "x"], "Error: argument --port: --port must be a number"),
+    ],
+)
+def test_the_app_exits_with_one_sentence_and_a_nonzero_code(args, message, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
+    result = run_app(*args, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1  # no traceback
+    assert result.stdout == ""
+
+
+def test_an_unreadable_gguf_is_refused_at_startup(tmp_path):
+    fake = tmp_path / "broken.gguf"
+    fake.write_bytes(b"not a model")
+    result = run_app("--gguf", str(fake), env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: Cannot load {fake}: it is not a GGUF model llama.cpp can read."

@@ -1,0 +1,143 @@
+"""The coalescing relay: first text at once, batched updates, final text always, clean cancel."""
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from errors import DeadlineExceeded
+from relay import coalesce
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def collect(source, interval=0.05, deadline=30.0) -> list[str]:
+    return [text async for text in coalesce(source, interval, deadline)]
+
+
+def test_updates_are_cumulative_append_only_and_end_with_the_whole_text():
+    async def source():
+        for i in range(50):
+            await asyncio.sleep(0.002)
+            yield f"t{i} "
+
+    updates = run(collect(source()))
+    assert updates[-1] == "".join(f"t{i} " for i in range(50))
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(updates))
+    assert len(set(updates)) == len(updates)
+
+
+def test_fast_tokens_are_batched_to_about_one_update_per_interval():
+    async def source():
+        for _ in range(300):
+            await asyncio.sleep(0.001)
+            yield "x"
+
+    async def measure():
+        started = time.monotonic()
+        updates = await collect(source(), interval=0.05)
+        return updates, time.monotonic() - started
+
+    updates, elapsed = run(measure())
+    assert updates[-1] == "x" * 300
+    # first update at once, then one per interval at most, then the final text
+    assert len(updates) <= elapsed / 0.05 + 2
+    assert len(updates) < 300
+
+
+def test_first_text_is_shown_before_the_source_produces_more():
+    events: list[str] = []
+
+    async def source():
+        yield "first"
+        await asyncio.sleep(0.3)
+        events.append("source produced more")
+        yield " second"
+
+    async def consume():
+        async for text in coalesce(source(), interval=1.0, deadline=30):
+            events.append(f"shown {text!r}")
+
+    run(consume())
+    assert events == ["shown 'first'", "source produced more", "shown 'first second'"]
+
+
+def test_text_gathered_during_a_pause_is_shown_without_waiting_for_the_next_token():
+    events: list[str] = []
+
+    async def source():
+        yield "a"
+        await asyncio.sleep(0.005)
+        yield "b"  # arrives within the interval after "a" was shown
+        await asyncio.sleep(0.5)  # a long pause
+        events.append("source resumed after pause")
+        yield "c"
+
+    async def consume():
+        async for text in coalesce(source(), interval=0.05, deadline=30):
+            events.append(f"shown {text!r}")
+
+    run(consume())
+    assert events == ["shown 'a'", "shown 'ab'", "source resumed after pause", "shown 'abc'"]
+
+
+def test_a_failing_source_shows_its_text_then_raises():
+    async def source():
+        yield "partial "
+        yield "text"
+        raise ConnectionError("boom")
+
+    async def consume():
+        updates = []
+        with pytest.raises(ConnectionError):
+            async for text in coalesce(source(), interval=0.05, deadline=30):
+                updates.append(text)
+        return updates
+
+    assert run(consume())[-1] == "partial text"
+
+
+def test_the_deadline_stops_a_reply_that_takes_too_long():
+    async def source():
+        yield "slow"
+        await asyncio.sleep(60)
+        yield "never"
+
+    async def consume():
+        with pytest.raises(DeadlineExceeded):
+            await collect(source(), deadline=0.2)
+
+    run(consume())
+
+
+def test_cancelling_the_consumer_closes_the_source():
+    closed = asyncio.Event()
+
+    async def source():
+        try:
+            yield "one"
+            await asyncio.sleep(60)
+            yield "two"
+        finally:
+            closed.set()
+
+    async def consume():
+        task = asyncio.create_task(collect(source()))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return closed.is_set()
+
+    assert run(consume())
+
+
+def test_an_empty_source_yields_nothing():
+    async def source():
+        return
+        yield
+
+    assert run(collect(source())) == []
