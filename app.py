@@ -61,7 +61,7 @@ def build_app(settings: Settings) -> gr.ChatInterface:
             ),
             gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p"),
         ],
-        additional_inputs_accordion=gr.Accordion("Settings", open=False),
+        additional_inputs_accordion=gr.Accordion("Model settings", open=False),
         examples=[[example] for example in EXAMPLES],
         cache_examples=False,  # caching would call the provider at startup (eagerly, on Spaces)
         editable=True,

@@ -95,7 +95,7 @@ RETRY = "Press retry to try again"
 def _describe(exc: BaseException, s: Settings) -> tuple[str, str]:
     match exc:
         case ReplyCutOff():
-            return "The reply reached the max-tokens limit", "Raise “Max tokens” in Settings for longer replies"
+            return "The reply reached the max-tokens limit", "Raise “Max tokens” in Model settings for longer replies"
         case ContextTooLong():
             return "The conversation is too long for the model's context window", "Undo some turns or clear the chat"
         case IncompleteReply():
