@@ -5,6 +5,10 @@ SDK talks to it exactly as it would to a provider. It records every request,
 notices the moment a client closes a stream early, and injects faults.
 
 Run alone (for benchmarks or a manual try):  python -m tests.fake_openai --port 8911
+
+Scripted by message: a last user message "bench:N:MS" gets N numbered tokens ("w0 w1 ..."),
+one every MS milliseconds. GET /_stats reports the server's stream counters and timings
+(time.monotonic(), which is system-wide, so other processes on this machine can compare).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Fault = Literal["drop", "error_event", "bad_json", "stall", "truncate"]
+SCRIPTED = re.compile(r"bench:(\d+):(\d+(?:\.\d+)?)")
 
 
 @dataclass
@@ -84,6 +90,7 @@ class FakeOpenAI:
         self.streams_completed = 0
         self.closed_early: list[float] = []  # monotonic times a client closed a stream early
         self.open_streams = 0
+        self.sent: list[tuple[float, float]] = []  # (first, last) content chunk sent, per completed stream
         self.models = ["fake-model", "fake-model-2"]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -104,6 +111,7 @@ class FakeOpenAI:
         self.replies.clear()
         self.requests.clear()
         self.closed_early.clear()
+        self.sent.clear()
         self.streams_started = self.streams_completed = 0
 
     @property
@@ -207,6 +215,9 @@ class FakeOpenAI:
     ) -> bytes:
         """Answer one request; returns bytes of the next request read early, if any."""
         self.requests.append(request)
+        if request.method == "GET" and request.path == "/_stats":
+            await self._send_json(writer, 200, self.stats())
+            return b""
         if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
             data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.models]
             await self._send_json(writer, 200, {"object": "list", "data": data})
@@ -215,7 +226,7 @@ class FakeOpenAI:
             await self._send_json(writer, 404, {"error": {"message": "no such route"}})
             return b""
 
-        reply = self.replies.popleft() if self.replies else self.default
+        reply = self.replies.popleft() if self.replies else self._scripted(request) or self.default
         if reply.status != 200:
             error = {"message": reply.error_message, "type": "invalid_request_error", "code": reply.error_code}
             await self._send_json(writer, reply.status, {"error": error}, reply.headers)
@@ -226,13 +237,32 @@ class FakeOpenAI:
             return b""
         return await self._stream(request, reply, tokens, reader, writer)
 
+    def stats(self) -> dict:
+        return {
+            "streams_started": self.streams_started,
+            "streams_completed": self.streams_completed,
+            "open_streams": self.open_streams,
+            "closed_early": self.closed_early,
+            "sent": self.sent,
+        }
+
     @staticmethod
-    def _reply_text(reply: Reply, request: RecordedRequest) -> str:
-        if reply.text is not None:
-            return reply.text
+    def _last_user_text(request: RecordedRequest) -> str:
+        """The last user message's text; content may be a string or a list of parts, as in the API."""
         users = [m for m in request.body.get("messages", []) if m.get("role") == "user"]
-        last = users[-1]["content"] if users else ""
-        return f"Echo: {last}"
+        content = users[-1].get("content", "") if users else ""
+        if isinstance(content, list):
+            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return str(content)
+
+    def _scripted(self, request: RecordedRequest) -> Reply | None:
+        match = SCRIPTED.fullmatch(self._last_user_text(request).strip())
+        if not match:
+            return None
+        return Reply(tokens=numbered_tokens(int(match[1])), delay=float(match[2]) / 1000)
+
+    def _reply_text(self, reply: Reply, request: RecordedRequest) -> str:
+        return reply.text if reply.text is not None else f"Echo: {self._last_user_text(request)}"
 
     async def _stream(
         self,
@@ -260,6 +290,7 @@ class FakeOpenAI:
         self.open_streams += 1
         self._notify()
         outcome = "client_closed"  # or "completed" / "fault"
+        first_sent = last_sent = 0.0
         try:
             await self._event(writer, chunk('{"role":"assistant","content":""}'))
             for index, token in enumerate(tokens):
@@ -270,6 +301,8 @@ class FakeOpenAI:
                 if watcher.done():
                     return b""
                 await self._event(writer, chunk(json.dumps({"content": token})))
+                last_sent = time.monotonic()
+                first_sent = first_sent or last_sent
             if reply.fault:
                 outcome = await self._fault(reply, writer, watcher)
                 return b""
@@ -293,6 +326,7 @@ class FakeOpenAI:
             self.open_streams -= 1
             if outcome == "completed":
                 self.streams_completed += 1
+                self.sent.append((first_sent, last_sent))
             elif outcome == "client_closed":
                 self.closed_early.append(time.monotonic())
             if outcome != "completed":
@@ -363,7 +397,7 @@ class FakeOpenAI:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8911)
-    parser.add_argument("--delay", type=float, default=0.05, help="seconds between chunks")
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds between chunks of an echo reply")
     args = parser.parse_args()
     server = FakeOpenAI(port=args.port)
     server.default = Reply(delay=args.delay)

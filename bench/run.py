@@ -1,0 +1,629 @@
+"""Measure our app next to the plain openai SDK and gr.load_chat, in one run, against the
+same loopback OpenAI-compatible server, and write bench/RESULTS.md.
+
+    python -m bench            # every scenario, 5 runs each (about 6 minutes on 2 cores)
+    python -m bench --quick    # 1 run of small sizes: checks that the benchmark works
+
+Every app runs as its own process, as does the loopback server; the client is
+gradio_client, as a user's program would be. Figures are medians with min-max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import httpx
+import openai
+from gradio_client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_PROMPT = "You are a helpful assistant."
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+# ---------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Run a server process until the block ends; it is stopped by its own id."""
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(args)} did not start") from None
+                time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+# ---------------------------------------------------------------- measuring one reply
+@dataclass
+class Reply:
+    start: float  # perf_counter at submit
+    first: float  # seconds to the first update
+    total: float  # seconds to the final text
+    text: str
+    updates: int
+
+
+@dataclass
+class App:
+    name: str
+    url: str
+    api_name: str = "/chat"
+    multimodal: bool = False  # gr.load_chat takes {"text", "files"}
+    pid: int = 0
+    client: Client | None = None
+
+    def message(self, text: str):
+        return {"text": text, "files": []} if self.multimodal else text
+
+    def new_client(self) -> Client:
+        return Client(self.url, verbose=False)
+
+
+def ask(app: App, client: Client, text: str, *params) -> Reply:
+    """One message through gradio_client, timing the first update and the final text."""
+    client.reset_session()  # a fresh conversation (gr.load_chat fails on a second API turn)
+    start = time.perf_counter()
+    job = client.submit(app.message(text), *params, api_name=app.api_name)
+    first = None
+    updates = 0
+    for _ in job:
+        updates += 1
+        if first is None:
+            first = time.perf_counter() - start
+    total = time.perf_counter() - start
+    result = job.result()
+    return Reply(start, first if first is not None else total, total, str(result), updates)
+
+
+def many_at_once(app: App, clients: list[Client], text: str) -> list[Reply]:
+    """Every client sends at the same moment; one thread watches all the jobs.
+
+    (Iterating each job in its own thread would have every thread poll every
+    millisecond, which loads a 2-core machine more than the apps under test do.)"""
+    for client in clients:
+        client.reset_session()
+    jobs = []
+    for client in clients:
+        jobs.append((time.perf_counter(), client.submit(app.message(text), api_name=app.api_name)))
+    firsts: list[float | None] = [None] * len(jobs)
+    totals: list[float | None] = [None] * len(jobs)
+    while any(total is None for total in totals):
+        now = time.perf_counter()
+        for index, (start, job) in enumerate(jobs):
+            if firsts[index] is None and job.outputs():
+                firsts[index] = now - start
+            if totals[index] is None and job.done():
+                totals[index] = now - start
+        time.sleep(0.001)
+    return [
+        Reply(start, first if first is not None else total, total, str(job.result()), len(job.outputs()))
+        for (start, job), first, total in zip(jobs, firsts, totals, strict=True)
+    ]
+
+
+def raw_sse_users(app: App, level: int, data: list) -> list[tuple[float, float]]:
+    """The same users through a minimal asyncio SSE client, not gradio_client: (first update, total) each.
+
+    Separates what the app costs from what 32 gradio_client sessions cost a 2-core machine."""
+    import json
+    import uuid
+
+    config = httpx.get(app.url + "config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == app.api_name.strip("/"))
+
+    async def user(client: httpx.AsyncClient) -> tuple[float, float]:
+        session = uuid.uuid4().hex[:10]
+        start = time.perf_counter()
+        join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+        await client.post(app.url + "gradio_api/queue/join", json=join)
+        first = None
+        async with client.stream("GET", app.url + f"gradio_api/queue/data?session_hash={session}") as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                kind = json.loads(line[5:])["msg"]
+                if kind == "process_generating" and first is None:
+                    first = time.perf_counter() - start
+                if kind == "process_completed":
+                    total = time.perf_counter() - start
+                    return (first if first is not None else total), total
+        raise RuntimeError("the stream ended early")
+
+    async def everyone() -> list[tuple[float, float]]:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=level * 2)) as client:
+            return await asyncio.gather(*[user(client) for _ in range(level)])
+
+    return asyncio.run(everyone())
+
+
+def server_stats(server_url: str) -> dict:
+    return httpx.get(server_url.removesuffix("/v1") + "/_stats", timeout=5).json()
+
+
+# ---------------------------------------------------------------- figures
+@dataclass
+class Figure:
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def ms(self) -> str:
+        if len(self.values) == 1:
+            return f"{self.values[0] * 1000:.1f} ms (1 run)"
+        return f"{self.median * 1000:.1f} ms ({min(self.values) * 1000:.1f}-{max(self.values) * 1000:.1f})"
+
+    def s(self) -> str:
+        if len(self.values) == 1:
+            return f"{self.values[0]:.2f} s (1 run)"
+        return f"{self.median:.2f} s ({min(self.values):.2f}-{max(self.values):.2f})"
+
+    def plain(self, unit: str = "", digits: int = 1) -> str:
+        if len(self.values) == 1:
+            return f"{self.values[0]:.{digits}f}{unit} (1 run)"
+        return f"{self.median:.{digits}f}{unit} ({min(self.values):.{digits}f}-{max(self.values):.{digits}f})"
+
+
+def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
+    met = value >= target if higher_is_better else value <= target
+    return "met" if met else "**not met**"
+
+
+@dataclass
+class Report:
+    runs: int
+    command: str
+    sections: list[str] = field(default_factory=list)
+
+    def add(self, title: str, text: str) -> None:
+        print(f"\n## {title}\n{text}", flush=True)
+        self.sections.append(f"## {title}\n\n{text}\n")
+
+
+# ---------------------------------------------------------------- scenarios
+def relay_and_first_token(report: Report, apps: dict[str, App], server_url: str, runs: int, tokens: int) -> None:
+    big = f"bench:{tokens}:0"
+
+    async def sdk_runs() -> list[float]:
+        client = openai.AsyncOpenAI(base_url=server_url, api_key="bench-key")
+        totals = []
+        for index in range(runs + 1):
+            start = time.perf_counter()
+            async with await client.chat.completions.create(
+                model="bench-model", messages=[{"role": "user", "content": big}], stream=True
+            ) as stream:
+                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            if index:  # the first run warms the connection up
+                totals.append(time.perf_counter() - start)
+        assert text.count("w") == tokens
+        return totals
+
+    sdk = Figure(asyncio.run(sdk_runs()))
+    totals: dict[str, Figure] = {}
+    for name, app in apps.items():
+        ask(app, app.client, big)  # warm-up
+        replies = [ask(app, app.client, big) for _ in range(runs)]
+        assert all(r.text.count("w") >= tokens for r in replies), f"{name} did not relay the whole reply"
+        totals[name] = Figure([r.total for r in replies])
+        totals[name + " updates"] = Figure([r.updates for r in replies])
+    echo = totals["echo"].median
+
+    def overhead(name: str) -> float:
+        return (totals[name].median - echo) / sdk.median
+
+    ours, peer = overhead("ours"), overhead("gr.load_chat")
+    report.add(
+        f"1. Relay: one reply of {tokens} tokens, sent as fast as the server can",
+        "| | total | updates the client received |\n| --- | --- | --- |\n"
+        f"| plain `openai` SDK (AsyncOpenAI, stream) | {sdk.ms()} | |\n"
+        f"| echo ChatInterface (one yield, no provider) | {totals['echo'].ms()} | "
+        f"{totals['echo updates'].plain(digits=0)} |\n"
+        f"| **ours** | {totals['ours'].ms()} | {totals['ours updates'].plain(digits=0)} |\n"
+        f"| `gr.load_chat` | {totals['gr.load_chat'].ms()} | {totals['gr.load_chat updates'].plain(digits=0)} |\n\n"
+        f"Overhead = (app total - echo total) / plain SDK total, on medians: **ours {ours:.2f}** "
+        f"(target <= 1.1: {verdict(ours, 1.1)}), `gr.load_chat` {peer:.2f}.",
+    )
+
+    small = "bench:20:20"  # a first token alone, then 19 more at 20 ms
+    firsts: dict[str, Figure] = {}
+    for name, app in apps.items():
+        firsts[name] = Figure([ask(app, app.client, small).first for _ in range(runs)])
+    gap = (firsts["ours"].median - firsts["echo"].median) * 1000
+    peer_gap = (firsts["gr.load_chat"].median - firsts["echo"].median) * 1000
+    report.add(
+        "2. First token: time from submit to the first update in the client",
+        "| | time to first update |\n| --- | --- |\n"
+        + "".join(f"| {name} | {firsts[name].ms()} |\n" for name in ("echo", "ours", "gr.load_chat"))
+        + f"\nOurs minus echo: **{gap:.1f} ms** (target <= 10 ms: {verdict(gap, 10)}); "
+        f"`gr.load_chat` minus echo: {peer_gap:.1f} ms.",
+    )
+
+
+def many_users(report: Report, apps: dict[str, App], runs: int, levels: list[int], tokens: int, peer_level: int):
+    message = f"bench:{tokens}:20"
+    alone = Figure([ask(apps["ours"], apps["ours"].client, message).total for _ in range(runs)])
+    rows = []
+    notes = []
+    for level in levels:
+        for name in ("echo", "ours", "gr.load_chat"):
+            if name == "gr.load_chat" and level != peer_level:
+                continue
+            app = apps[name]
+            clients = [app.new_client() for _ in range(level)]
+            peer_runs = 1 if name == "gr.load_chat" else runs  # it serialises: one run takes minutes
+            walls, worst_firsts = [], []
+            for _ in range(peer_runs):
+                replies = many_at_once(app, clients, message)
+                assert len(replies) == level and all(r.text.count("w") >= tokens for r in replies), name
+                walls.append(max(r.start + r.total for r in replies) - min(r.start for r in replies))
+                worst_firsts.append(max(r.first for r in replies))
+            rows.append((level, name, Figure(walls), Figure(worst_firsts)))
+    table = "| users | app | wall time | worst first update |\n| --- | --- | --- | --- |\n" + "".join(
+        f"| {level} | {name} | {wall.s()} | {first.ms()} |\n" for level, name, wall, first in rows
+    )
+    for level in levels:
+        ours = next(r for r in rows if r[0] == level and r[1] == "ours")
+        echo = next(r for r in rows if r[0] == level and r[1] == "echo")
+        wall_ratio = ours[2].median / alone.median
+        first_ratio = ours[3].median / echo[3].median
+        notes.append(
+            f"- {level} users: wall / one user's = **{wall_ratio:.2f}** (target <= 1.25: {verdict(wall_ratio, 1.25)}); "
+            f"worst first update / echo's = **{first_ratio:.2f}** (target <= 1.5: {verdict(first_ratio, 1.5)})"
+        )
+    raw_rows = []
+    for level in levels:
+        for name in ("echo", "ours"):
+            data = [message, None] + ([SYSTEM_PROMPT, 0.7, 1024, 1.0] if name == "ours" else [])
+            results = [raw_sse_users(apps[name], level, data) for _ in range(runs)]
+            walls = Figure([max(total for _, total in r) for r in results])
+            firsts = Figure([max(first for first, _ in r) for r in results])
+            raw_rows.append(f"| {level} | {name} | {walls.s()} | {firsts.ms()} |")
+    raw_data = [message, None, SYSTEM_PROMPT, 0.7, 1024, 1.0]
+    raw_alone = Figure([raw_sse_users(apps["ours"], 1, raw_data)[0][1] for _ in range(runs)])
+    report.add(
+        f"3. Many users: each a {tokens}-token reply at 20 ms per token, all sent at once",
+        f"One user alone (ours): {alone.s()}.\n\n{table}\n"
+        + "\n".join(notes)
+        + f"\n\n`gr.load_chat` was run once, at {peer_level} users only: it serves one reply at a time, "
+        "so each run takes minutes.\n\n"
+        "The same users through a minimal asyncio SSE client instead of gradio_client, which separates the "
+        f"client's cost from the app's (ours, one user alone: {raw_alone.s()}):\n\n"
+        "| users | app | wall time | worst first update |\n| --- | --- | --- | --- |\n" + "\n".join(raw_rows),
+    )
+
+
+def embedded_model(report: Report, local: App, runs: int, tokens: int) -> None:
+    """Generation rate: tokens after the first visible text / time from the first to the last text."""
+    from llama_cpp import Llama
+
+    from config import default_gguf
+
+    prompt = "Write a long story about a dragon who learns to fly."
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+    llm = Llama(model_path=str(default_gguf()), n_ctx=0, n_threads=os.cpu_count(), verbose=False)
+
+    def raw_once() -> tuple[float, float, list[str]]:
+        start = time.perf_counter()
+        pieces, stamps = [], []
+        for chunk in llm.create_chat_completion(
+            messages=messages, temperature=0.0, top_p=1.0, max_tokens=tokens, stream=True
+        ):
+            if text := chunk["choices"][0]["delta"].get("content"):
+                pieces.append(text)
+                stamps.append(time.perf_counter())
+        rate = (len(pieces) - 1) / (stamps[-1] - stamps[0])
+        return rate, stamps[-1] - start, pieces
+
+    raw_once()  # warm-up
+    raw = [raw_once() for _ in range(runs)]
+    pieces = raw[0][2]
+    count = len(pieces)
+
+    def app_once() -> tuple[float, float]:
+        local.client.reset_session()
+        start = time.perf_counter()
+        job = local.client.submit(prompt, SYSTEM_PROMPT, 0.0, tokens, 1.0, api_name="/chat")
+        first_text, first_at = None, 0.0
+        for update in job:
+            if first_text is None:
+                first_text, first_at = update, time.perf_counter()
+        last_at = time.perf_counter()
+        shown = 0  # how many of the model's tokens the first update held
+        while shown < count and first_text.startswith("".join(pieces[: shown + 1])):
+            shown += 1
+        return (count - shown) / (last_at - first_at), last_at - start
+
+    def app_result_only() -> float:
+        local.client.reset_session()
+        start = time.perf_counter()
+        local.client.submit(prompt, SYSTEM_PROMPT, 0.0, tokens, 1.0, api_name="/chat").result()
+        return time.perf_counter() - start
+
+    app_once()  # warm-up
+    app = [app_once() for _ in range(runs)]
+    quiet_client = Figure([app_result_only() for _ in range(runs)])
+    raw_rate, app_rate = Figure([r[0] for r in raw]), Figure([a[0] for a in app])
+    raw_total, app_total = Figure([r[1] for r in raw]), Figure([a[1] for a in app])
+    ratio = app_rate.median / raw_rate.median
+    report.add(
+        f"4. Embedded model: SmolLM2-135M-Instruct, {count} tokens, greedy, same prompt and settings",
+        "| | generation rate (tokens/s after the first text) | request to last token |\n| --- | --- | --- |\n"
+        f"| raw `llama-cpp-python`, in-process | {raw_rate.plain()} | {raw_total.s()} |\n"
+        f"| **ours**, through Gradio and gradio_client | {app_rate.plain()} | {app_total.s()} |\n"
+        f"| ours, with a client that only waits for the result | | {quiet_client.s()} |\n\n"
+        f"Ours / raw generation rate = **{ratio:.2f}** "
+        f"(target >= 0.95: {verdict(ratio, 0.95, higher_is_better=True)}). "
+        "The request-to-last-token column adds the app's request latency (scenario 2) to the generation. "
+        "The model runs two threads on this machine's two cores, so anything else that runs meanwhile, the "
+        "client's polling (gradio_client checks for updates every millisecond) or the app's updates, slows it; "
+        "the last row shows the client's share.",
+    )
+
+
+def stop(report: Report, apps: dict[str, App], server_url: str, runs: int) -> None:
+    rows, closed_after = [], {}
+    for name in ("ours", "gr.load_chat"):
+        app = apps[name]
+        latencies: list[float] = []
+        ran_on = 0
+        for _ in range(runs):
+            before = server_stats(server_url)
+            app.client.reset_session()
+            job = app.client.submit(app.message("bench:150:20"), api_name=app.api_name)  # 3 s long
+            for seen, _update in enumerate(job, start=1):
+                if seen == 3:
+                    break
+            cancelled = time.monotonic()
+            job.cancel()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                stats = server_stats(server_url)
+                if len(stats["closed_early"]) > len(before["closed_early"]):
+                    latencies.append(stats["closed_early"][-1] - cancelled)
+                    break
+                if stats["streams_completed"] > before["streams_completed"]:
+                    ran_on += 1  # the upstream stream ran to its end although the user pressed Stop
+                    break
+                time.sleep(0.005)
+        closed_after[name] = Figure(latencies) if latencies else None
+        shown = closed_after[name].ms() if latencies else "never"
+        rows.append(f"| {name} | {shown} | {len(latencies)} of {runs} | {ran_on} of {runs} |")
+    ours = closed_after["ours"]
+    report.add(
+        "5. Stop: from `job.cancel()` to the server seeing the stream closed (a 3 s reply, cancelled after 3 updates)",
+        "| | time to close | closed early | ran to the end anyway |\n| --- | --- | --- | --- |\n"
+        + "\n".join(rows)
+        + f"\n\nTarget <= 1 s: {verdict(ours.median, 1.0) if ours else '**not met**'}.",
+    )
+
+
+def memory(report: Report, apps: dict[str, App], streams: int, tokens: int) -> None:
+    ours = apps["ours"]
+    idle = rss_mb(ours.pid)
+    peak = idle
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(ours.pid))
+            time.sleep(0.05)
+
+    clients = [ours.new_client() for _ in range(streams)]
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        many_at_once(ours, clients, f"bench:{tokens}:20")
+    finally:
+        done.set()
+        sampler.join()
+    after = rss_mb(ours.pid)
+    report.add(
+        "6. Memory: resident set size of the app process",
+        "| | ours | `gr.load_chat` | echo |\n| --- | --- | --- | --- |\n"
+        f"| idle, after warm-up | {idle:.0f} MB | {rss_mb(apps['gr.load_chat'].pid):.0f} MB | "
+        f"{rss_mb(apps['echo'].pid):.0f} MB |\n"
+        f"| peak with {streams} streams active ({tokens} tokens at 20 ms) | {peak:.0f} MB | | |\n"
+        f"| after they finished | {after:.0f} MB | | |\n\n"
+        f"Per active stream: **{(peak - idle) / streams * 1024:.0f} KB**.",
+    )
+
+
+RECORD_RENDERS = """
+window.__renders = [];
+document.addEventListener('DOMContentLoaded', () => new MutationObserver(() => {
+  const bots = document.querySelectorAll('[data-testid="bot"]');
+  if (!bots.length) return;
+  const length = bots[bots.length - 1].innerText.length;
+  const renders = window.__renders;
+  if (!renders.length || renders[renders.length - 1][1] !== length) renders.push([Date.now(), length]);
+}).observe(document.body, {subtree: true, childList: true, characterData: true}));
+"""
+
+
+def browser_render(report: Report, ours: App, server_url: str, runs: int, tokens: int) -> None:
+    if not Path(CHROMIUM).exists():
+        report.add("7. Browser", "Not measured: no chromium here (`apt-get install chromium`).")
+        return
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+    wall_offset = time.time() - time.monotonic()  # the server reports monotonic times; the page, wall time
+    sends, renders, first_lags, final_lags, counts = [], [], [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        for run in range(runs + 1):
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.add_init_script(RECORD_RENDERS)
+            page.goto(ours.url)
+            textbox = page.locator('textarea[data-testid="textbox"]').first
+            textbox.fill(f"bench:{tokens}:1")
+            textbox.press("Enter")
+            final_length = len("".join(f"w{i} " for i in range(tokens)).strip())
+            page.wait_for_function(
+                f"window.__renders.length && window.__renders[window.__renders.length - 1][1] >= {final_length}",
+                timeout=120_000,
+            )
+            rendered = page.evaluate("window.__renders")
+            page.close()
+            first_sent, last_sent = server_stats(server_url)["sent"][-1]
+            if run == 0:
+                continue  # the first run warms the browser up
+            first_render, final_render = rendered[0][0] / 1000, rendered[-1][0] / 1000
+            sends.append(last_sent - first_sent)
+            renders.append(final_render - first_render)
+            first_lags.append(first_render - (first_sent + wall_offset))
+            final_lags.append(final_render - (last_sent + wall_offset))
+            counts.append(len(rendered))
+        browser.close()
+    send, render = Figure(sends), Figure(renders)
+    report.add(
+        f"7. Browser: a {tokens}-token reply, one token per ms, rendered by our app in Chromium",
+        "| | |\n| --- | --- |\n"
+        f"| server: first to last token sent | {send.s()} |\n"
+        f"| page: first to final render | {render.s()} |\n"
+        f"| render span / send span | **{render.median / send.median:.2f}** |\n"
+        f"| first render after first token sent | {Figure(first_lags).ms()} |\n"
+        f"| final render after last token sent | {Figure(final_lags).ms()} |\n"
+        f"| renders seen by the page | {Figure(counts).plain(digits=0)} |",
+    )
+
+
+# ---------------------------------------------------------------- the run
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in ("gradio", "gradio-client", "openai", "llama-cpp-python", "playwright")
+    )
+    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB; Python {platform.python_version()}; {versions}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="1 run of small sizes, to check the benchmark works")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--only",
+        default="relay,users,stop,memory,browser,model",
+        help="comma-separated scenarios to run (default: all)",
+    )
+    args = parser.parse_args(argv)
+    runs = 1 if args.quick else args.runs
+    only = set(args.only.split(","))
+    sizes = (
+        dict(relay=100, users=[4], peer_users=2, user_tokens=20, model_tokens=16, browser=200)
+        if args.quick
+        else dict(relay=1000, users=[16, 32], peer_users=16, user_tokens=200, model_tokens=200, browser=4000)
+    )
+    command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
+    command += f" --only {args.only}" if only != set(parser.get_default("only").split(",")) else ""
+    report = Report(runs, command)
+    started = time.monotonic()
+
+    server_port, ours_port, echo_port, peer_port, local_port = (free_port() for _ in range(5))
+    server_url = f"http://127.0.0.1:{server_port}/v1"
+    remote_env = {"OPENAI_BASE_URL": server_url, "OPENAI_API_KEY": "bench-key", "CHAT_MODEL": "bench-model"}
+    with (
+        process(["-m", "tests.fake_openai", "--port", str(server_port)], server_port),
+        process(["app.py", "--port", str(ours_port)], ours_port, remote_env) as ours_proc,
+        process(["-m", "bench.apps", "echo", "--port", str(echo_port)], echo_port) as echo_proc,
+        process(
+            ["-m", "bench.apps", "load_chat", "--port", str(peer_port), "--base-url", server_url], peer_port
+        ) as peer_proc,
+    ):
+        apps = {
+            "ours": App("ours", f"http://127.0.0.1:{ours_port}/", pid=ours_proc.pid),
+            "echo": App("echo", f"http://127.0.0.1:{echo_port}/", pid=echo_proc.pid),
+            "gr.load_chat": App(
+                "gr.load_chat", f"http://127.0.0.1:{peer_port}/", "/open_api_stream", multimodal=True, pid=peer_proc.pid
+            ),
+        }
+        for app in apps.values():
+            app.client = app.new_client()
+        if "relay" in only:
+            relay_and_first_token(report, apps, server_url, runs, sizes["relay"])
+        if "users" in only:
+            many_users(report, apps, runs, sizes["users"], sizes["user_tokens"], sizes["peer_users"])
+        if "stop" in only:
+            stop(report, apps, server_url, runs)
+        if "memory" in only:
+            memory(report, apps, max(sizes["users"]), sizes["user_tokens"])
+        if "browser" in only:
+            browser_render(report, apps["ours"], server_url, runs, sizes["browser"])
+    if "model" in only:
+        with process(["app.py", "--provider", "local", "--port", str(local_port)], local_port) as local_proc:
+            local = App("ours (local)", f"http://127.0.0.1:{local_port}/", pid=local_proc.pid)
+            local.client = local.new_client()
+            embedded_model(report, local, runs, sizes["model_tokens"])
+
+    elapsed = time.monotonic() - started
+    header = (
+        f"# Benchmark results\n\nMeasured {date.today().isoformat()} with `{command}` "
+        f"({runs} run{'s' if runs > 1 else ''} per figure after a warm-up, {elapsed / 60:.1f} minutes in all).\n\n"
+        f"Machine: {machine()}.\n\n"
+        "Every app and the loopback OpenAI-compatible server (`tests/fake_openai.py`) run as separate processes on "
+        "this machine; the client is `gradio_client`. Figures are medians, with min-max in brackets. Ratios "
+        "compare figures from this same run; absolute times are context.\n\n"
+        "Reproduce: `pip install -r requirements-dev.txt && python -m bench` (Debian's `chromium` for scenario 7).\n"
+    )
+    sections = sorted(report.sections, key=lambda text: text.split(".")[0])
+    args.output.write_text(header + "\n" + "\n".join(sections))
+    print(f"\nWrote {args.output} in {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
