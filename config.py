@@ -37,6 +37,12 @@ class Settings:
     max_retries: int = 2
     max_tokens_limit: int = 4096
     local_threads: int = 0  # 0: every core
+    max_message_chars: int = 32_000
+    max_history_chars: int = 200_000
+    rate_limit_session: int = 30  # messages a minute; 0: no limit
+    rate_limit_ip: int = 120
+    queue_size: int = 200
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # passwords: as secret as the key
 
     def describe(self) -> str:
         """The startup line: provider, model and where they are; never the key."""
@@ -153,7 +159,55 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env_default("CHAT_LOCAL_THREADS", "0"),
         help="CPU threads for the local model; 0 uses every core. [CHAT_LOCAL_THREADS]",
     )
+    p.add_argument(
+        "--max-message-chars",
+        type=_number(int, "--max-message-chars", 1),
+        default=env_default("CHAT_MAX_MESSAGE_CHARS", "32000"),
+        help="The longest message a user may send. [CHAT_MAX_MESSAGE_CHARS] Default: 32000.",
+    )
+    p.add_argument(
+        "--max-history-chars",
+        type=_number(int, "--max-history-chars", 1),
+        default=env_default("CHAT_MAX_HISTORY_CHARS", "200000"),
+        help="Characters of conversation sent to the provider; older turns are left out. "
+        "[CHAT_MAX_HISTORY_CHARS] Default: 200000.",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=_number(int, "--rate-limit", 0),
+        default=env_default("CHAT_RATE_LIMIT", "30"),
+        help="Messages a minute per browser session; 0 turns it off. [CHAT_RATE_LIMIT] Default: 30.",
+    )
+    p.add_argument(
+        "--rate-limit-ip",
+        type=_number(int, "--rate-limit-ip", 0),
+        default=env_default("CHAT_RATE_LIMIT_IP", "120"),
+        help="Messages a minute per client IP address; 0 turns it off. [CHAT_RATE_LIMIT_IP] Default: 120.",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=_number(int, "--queue-size", 1),
+        default=env_default("CHAT_QUEUE_SIZE", "200"),
+        help="Requests that may wait for a turn; more get 'busy, try again'. [CHAT_QUEUE_SIZE] Default: 200.",
+    )
+    p.add_argument(
+        "--auth",
+        default=env_default("CHAT_AUTH"),
+        help="Require a login: user:password, or several separated by commas. [CHAT_AUTH] Default: no login.",
+    )
     return p
+
+
+def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not (sep and user and password):
+            raise ConfigError("--auth takes user:password pairs separated by commas, e.g. --auth alice:secret.")
+        pairs.append((user, password))
+    return tuple(pairs)
 
 
 def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +227,12 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         max_retries=args.max_retries,
         max_tokens_limit=args.max_tokens_limit,
         local_threads=args.local_threads,
+        max_message_chars=args.max_message_chars,
+        max_history_chars=args.max_history_chars,
+        rate_limit_session=args.rate_limit,
+        rate_limit_ip=args.rate_limit_ip,
+        queue_size=args.queue_size,
+        auth=parse_auth(args.auth),
     )
 
     if provider == LOCAL:

@@ -36,7 +36,7 @@ async def coalesce(deltas: AsyncIterator[str], interval: float, deadline: float)
         finally:
             arrived.set()
 
-    reader = asyncio.create_task(pump())
+    reader = asyncio.create_task(pump(), name="relay")
     shown = 0
     try:
         while True:

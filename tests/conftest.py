@@ -34,9 +34,23 @@ def server(fake_server: FakeOpenAI) -> FakeOpenAI:
 
 
 def remote_settings(server: FakeOpenAI, **overrides) -> Settings:
-    """Settings for the openai provider pointed at the loopback server, as a user would configure it."""
+    """Settings for the openai provider pointed at the loopback server, as a user would configure it.
+
+    Rate limits are off: every test talks from 127.0.0.1, so they would add up across tests."""
     env = {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": server.base_url}
-    settings = load_settings(["--model", "fake-model", "--timeout", "2", "--max-retries", "0"], env)
+    flags = [
+        "--model",
+        "fake-model",
+        "--timeout",
+        "2",
+        "--max-retries",
+        "0",
+        "--rate-limit",
+        "0",
+        "--rate-limit-ip",
+        "0",
+    ]
+    settings = load_settings(flags, env)
     return replace(settings, **overrides)
 
 

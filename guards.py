@@ -1,0 +1,76 @@
+"""Limits for a public demo: message size, history size, and how often one person may send."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from history import Message
+
+
+def message_problem(message: object, max_chars: int) -> str | None:
+    """Why a message cannot be sent, in a sentence; None if it can."""
+    if not isinstance(message, str) or not message.strip():
+        return "Type a message first."
+    if len(message) > max_chars:
+        return (
+            f"Your message is {len(message):,} characters long; the limit is {max_chars:,}. Shorten it and send again."
+        )
+    return None
+
+
+def trim_history(messages: list[Message], max_chars: int) -> tuple[list[Message], int]:
+    """Drop the oldest turns until the conversation fits in max_chars.
+
+    The system prompt and the newest message always stay. Returns the messages
+    kept and how many were dropped."""
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    turns = messages[len(head) :]
+    size = sum(len(m["content"]) for m in messages)
+    dropped = 0
+    while size > max_chars and len(turns) > 1:
+        size -= len(turns[0]["content"])
+        turns = turns[1:]
+        dropped += 1
+    if turns and turns[0]["role"] == "assistant":  # a conversation starts with the user
+        turns = turns[1:]
+        dropped += 1
+    return head + turns, dropped
+
+
+class RateLimiter:
+    """At most `per_minute` messages per key in any 60 seconds; 0 turns it off."""
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.sent: dict[str, deque[float]] = {}
+
+    def wait_needed(self, key: str) -> float:
+        """Seconds to wait before this key may send; 0 means it may."""
+        if not self.per_minute:
+            return 0.0
+        now = self.clock()
+        times = self.sent.get(key)
+        while times and now - times[0] >= self.WINDOW:
+            times.popleft()
+        return self.WINDOW - (now - times[0]) if times and len(times) >= self.per_minute else 0.0
+
+    def record(self, key: str) -> None:
+        if not self.per_minute:
+            return
+        now = self.clock()
+        self.sent.setdefault(key, deque()).append(now)
+        if len(self.sent) > 10_000:  # forget idle keys, so memory stays bounded
+            self.sent = {k: v for k, v in self.sent.items() if v and now - v[-1] < self.WINDOW}
+
+
+def admit(*checks: tuple[RateLimiter, str]) -> float:
+    """Seconds to wait if any limiter refuses; otherwise 0, and the message counts against every one."""
+    wait = max((limiter.wait_needed(key) for limiter, key in checks), default=0.0)
+    if not wait:
+        for limiter, key in checks:
+            limiter.record(key)
+    return wait
