@@ -12,9 +12,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from gradio_client import Client
 
-from app import build_app
 from config import Settings, load_settings
 from tests.fake_openai import FakeOpenAI
+from tests.support import launched
 
 # A made-up key: tests check that it never shows up anywhere a user can see.
 SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
@@ -56,10 +56,8 @@ def remote_settings(server: FakeOpenAI, **overrides) -> Settings:
 
 @pytest.fixture(scope="session")
 def app_url(fake_server: FakeOpenAI) -> Iterator[str]:
-    demo = build_app(remote_settings(fake_server))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
+    with launched(remote_settings(fake_server)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from urllib.parse import urlparse
 
 import pytest
 
-from app import build_app
 from config import load_settings
 from errors import NOTICE
 from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import launched
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -256,10 +256,8 @@ def test_no_console_errors_and_the_key_never_reaches_the_page(chat: Chat, server
 
 @pytest.fixture(scope="module")
 def local_app_url() -> Iterator[str]:
-    demo = build_app(load_settings([], {}))  # no key, no URL: the embedded model
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
+    with launched(load_settings([], {})) as url:  # no key, no URL: the embedded model
+        yield url
 
 
 def test_the_embedded_model_streams_in_the_browser_and_the_readme_screenshot(browser, local_app_url: str):
@@ -286,23 +284,21 @@ def test_the_embedded_model_streams_in_the_browser_and_the_readme_screenshot(bro
 
 def test_empty_messages_are_refused_by_the_textbox_and_trimming_is_announced(browser, fake_server: FakeOpenAI):
     fake_server.reset()
-    demo = build_app(remote_settings(fake_server, max_history_chars=120))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    chat = Chat(browser, url)
-    try:
-        chat.textbox.fill("   ")
-        chat.textbox.press("Enter")
-        expect(chat.page.get_by_text("Type a message first.")).to_be_visible()
-        expect(chat.users).to_have_count(0)
-        assert fake_server.chat_requests == []
+    with launched(remote_settings(fake_server, max_history_chars=120)) as url:
+        chat = Chat(browser, url)
+        try:
+            chat.textbox.fill("   ")
+            chat.textbox.press("Enter")
+            expect(chat.page.get_by_text("Type a message first.")).to_be_visible()
+            expect(chat.users).to_have_count(0)
+            assert fake_server.chat_requests == []
 
-        for turn in range(3):
-            chat.send(f"Message number {turn}, long enough to fill the budget.")
-            chat.wait_for_reply()
-        expect(chat.page.get_by_test_id("toast-text").last).to_contain_text("oldest messages were left out")
-        expect(chat.users).to_have_count(3)  # the page keeps the whole conversation
-        # Gradio answers a refused validation with HTTP 422, which Chromium logs; nothing else may be there.
-        assert [e for e in chat.console_errors if "status of 422" not in e] == []
-    finally:
-        chat.close()
-        demo.close()
+            for turn in range(3):
+                chat.send(f"Message number {turn}, long enough to fill the budget.")
+                chat.wait_for_reply()
+            expect(chat.page.get_by_test_id("toast-text").last).to_contain_text("oldest messages were left out")
+            expect(chat.users).to_have_count(3)  # the page keeps the whole conversation
+            # Gradio answers a refused validation with HTTP 422, which Chromium logs; nothing else may be there.
+            assert [e for e in chat.console_errors if "status of 422" not in e] == []
+        finally:
+            chat.close()

@@ -2,19 +2,16 @@
 reply kept, no key, and the next turn works."""
 
 import asyncio
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from gradio_client import Client
 
-from app import build_app
 from errors import NOTICE
 from providers.base import GenerationParams
 from providers.openai_compatible import OpenAICompatible
 from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import free_port, launched
 
 PARTIAL = "The first three"  # what the server sends before a mid-stream fault
 BEFORE_FAULT = dict(text=PARTIAL + " words and then more", fault_after=3)
@@ -78,26 +75,10 @@ def test_fault_gives_a_readable_line_and_the_chat_goes_on(case: str, client: Cli
         assert history[1:] == [{"role": "user", "content": "Question one\n\nQuestion two"}]
 
 
-@contextmanager
-def launched(settings) -> Iterator[Client]:
-    demo = build_app(settings)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    try:
-        yield Client(url, verbose=False)
-    finally:
-        demo.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_connection_refused(server: FakeOpenAI):
-    settings = remote_settings(server, base_url=f"http://127.0.0.1:{closed_port()}/v1")
-    with launched(settings) as client:
-        answer = client.predict("Hello?", api_name="/chat")
+    settings = remote_settings(server, base_url=f"http://127.0.0.1:{free_port()}/v1")
+    with launched(settings) as url:
+        answer = Client(url, verbose=False).predict("Hello?", api_name="/chat")
     assert answer == (
         f"{NOTICE}Could not connect to the provider at {settings.base_url}. "
         "Check that it is running and the URL is right."
@@ -106,8 +87,8 @@ def test_connection_refused(server: FakeOpenAI):
 
 def test_total_deadline(server: FakeOpenAI):
     server.default = Reply(text="one two three four five six", delay=0.3)
-    with launched(remote_settings(server, deadline=1.0)) as client:
-        answer = client.predict("Slowly, please", api_name="/chat")
+    with launched(remote_settings(server, deadline=1.0)) as url:
+        answer = Client(url, verbose=False).predict("Slowly, please", api_name="/chat")
     assert answer.startswith("one two")
     assert answer.endswith(
         "The reply took longer than 1 s and was stopped. The reply above is incomplete. "

@@ -9,7 +9,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,21 +20,11 @@ import httpx
 from gradio_client import Client
 
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import free_port, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, SECONDS = 64, 60.0
 REPLY_TOKENS = 40  # at 20 ms each: 0.8 s a reply
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
 async def chat_once(client: httpx.AsyncClient, url: str, fn_index: int, session: str, message: str) -> str:

@@ -8,11 +8,11 @@ import pytest
 from gradio_client import Client
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from app import build_app
 from config import load_settings
 from errors import NOTICE, ReplyCutOff
 from providers.base import GenerationParams
 from providers.local import LocalLlama
+from tests.support import launched
 
 SHORT = GenerationParams(temperature=0.0, max_tokens=48)
 
@@ -95,15 +95,11 @@ def test_control_tokens_typed_by_a_user_cannot_open_a_new_role(backend: LocalLla
 
 
 def test_the_app_streams_the_local_model_through_the_api(settings):
-    demo = build_app(settings)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    try:
+    with launched(settings) as url:
         job = Client(url, verbose=False).submit(
             "What is the sea? Answer in one sentence.", "", 0.0, 400, 1.0, api_name="/chat"
         )
         updates = list(job)
         final = job.result()
-    finally:
-        demo.close()
     assert len(set(updates)) >= 2
     assert final.strip() and NOTICE not in final

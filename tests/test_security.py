@@ -9,7 +9,8 @@ from gradio_client.exceptions import AuthenticationError
 
 from tests.conftest import SENTINEL_KEY
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.test_startup import base_env, free_port, spawn, wait_until_serving
+from tests.support import free_port
+from tests.test_startup import base_env, spawn, wait_until_serving
 
 
 @contextlib.contextmanager

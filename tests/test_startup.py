@@ -3,7 +3,6 @@
 import contextlib
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -16,14 +15,9 @@ from gradio_client import Client
 from config import default_gguf
 from tests.conftest import SENTINEL_KEY
 from tests.fake_openai import FakeOpenAI
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def spawn(env: dict[str, str]) -> tuple[subprocess.Popen, queue.Queue[str]]:
