@@ -2,29 +2,19 @@
 and only user/assistant text ever reaches the provider."""
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError, Status
 
-from app import build_app
 from errors import NOTICE
 from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI
-
-
-@contextmanager
-def launched(settings) -> Iterator[str]:
-    demo = build_app(settings)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    try:
-        yield url
-    finally:
-        demo.close()
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import launched
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n\t"])
@@ -131,3 +121,20 @@ def test_rate_limits_per_session_and_per_ip(server: FakeOpenAI):
         assert second.predict("four", api_name="/chat") == "Echo: four"  # a new session, the same IP: 3rd
         assert "faster than this demo allows" in second.predict("five", api_name="/chat")  # the IP's 4th
     assert [r.body["messages"][-1]["content"] for r in server.chat_requests] == ["one", "two", "four"]
+
+
+def test_a_full_queue_tells_newcomers_to_try_again(server: FakeOpenAI):
+    server.default = Reply(text="slow " * 20, delay=0.1)  # 2 s a reply
+    with launched(remote_settings(server, concurrency=1, queue_size=1)) as url:
+        first, second, third = (Client(url, verbose=False) for _ in range(3))
+        running = first.submit("hi", api_name="/chat")
+        assert server.wait_for(lambda: server.streams_started == 1)
+        waiting = second.submit("hi", api_name="/chat")
+        deadline = time.monotonic() + 5
+        while waiting.status().code != Status.IN_QUEUE:
+            assert time.monotonic() < deadline, waiting.status()
+            time.sleep(0.02)
+        turned_away = third.submit("hi", api_name="/chat")
+        with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
+            turned_away.result()
+        assert running.result().startswith("slow") and waiting.result().startswith("slow")
