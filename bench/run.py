@@ -16,7 +16,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,18 +31,14 @@ import httpx
 import openai
 from gradio_client import Client
 
+from tests.support import free_port, rss_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PROMPT = "You are a helpful assistant."
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 # ---------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Run a server process until the block ends; it is stopped by its own id."""
@@ -69,13 +64,6 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 # ---------------------------------------------------------------- measuring one reply
@@ -245,13 +233,18 @@ def relay_and_first_token(report: Report, apps: dict[str, App], server_url: str,
         return totals
 
     sdk = Figure(asyncio.run(sdk_runs()))
-    totals: dict[str, Figure] = {}
-    for name, app in apps.items():
+    for app in apps.values():
         ask(app, app.client, big)  # warm-up
-        replies = [ask(app, app.client, big) for _ in range(runs)]
-        assert all(r.text.count("w") >= tokens for r in replies), f"{name} did not relay the whole reply"
-        totals[name] = Figure([r.total for r in replies])
-        totals[name + " updates"] = Figure([r.updates for r in replies])
+    # Round-robin, so that anything else the machine does now and then hits every app alike.
+    replies: dict[str, list[Reply]] = {name: [] for name in apps}
+    for _ in range(runs):
+        for name, app in apps.items():
+            replies[name].append(ask(app, app.client, big))
+    totals: dict[str, Figure] = {}
+    for name in apps:
+        assert all(r.text.count("w") >= tokens for r in replies[name]), f"{name} did not relay the whole reply"
+        totals[name] = Figure([r.total for r in replies[name]])
+        totals[name + " updates"] = Figure([r.updates for r in replies[name]])
     echo = totals["echo"].median
 
     def overhead(name: str) -> float:
@@ -271,9 +264,11 @@ def relay_and_first_token(report: Report, apps: dict[str, App], server_url: str,
     )
 
     small = "bench:20:20"  # a first token alone, then 19 more at 20 ms
-    firsts: dict[str, Figure] = {}
-    for name, app in apps.items():
-        firsts[name] = Figure([ask(app, app.client, small).first for _ in range(runs)])
+    first_times: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(runs):
+        for name, app in apps.items():
+            first_times[name].append(ask(app, app.client, small).first)
+    firsts = {name: Figure(times) for name, times in first_times.items()}
     gap = (firsts["ours"].median - firsts["echo"].median) * 1000
     peer_gap = (firsts["gr.load_chat"].median - firsts["echo"].median) * 1000
     report.add(
@@ -576,7 +571,14 @@ def main(argv: list[str] | None = None) -> None:
 
     server_port, ours_port, echo_port, peer_port, local_port = (free_port() for _ in range(5))
     server_url = f"http://127.0.0.1:{server_port}/v1"
-    remote_env = {"OPENAI_BASE_URL": server_url, "OPENAI_API_KEY": "bench-key", "CHAT_MODEL": "bench-model"}
+    # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
+    no_limits = {"CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}
+    remote_env = {
+        "OPENAI_BASE_URL": server_url,
+        "OPENAI_API_KEY": "bench-key",
+        "CHAT_MODEL": "bench-model",
+        **no_limits,
+    }
     with (
         process(["-m", "tests.fake_openai", "--port", str(server_port)], server_port),
         process(["app.py", "--port", str(ours_port)], ours_port, remote_env) as ours_proc,
@@ -605,7 +607,9 @@ def main(argv: list[str] | None = None) -> None:
         if "browser" in only:
             browser_render(report, apps["ours"], server_url, runs, sizes["browser"])
     if "model" in only:
-        with process(["app.py", "--provider", "local", "--port", str(local_port)], local_port) as local_proc:
+        with process(
+            ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env
+        ) as local_proc:
             local = App("ours (local)", f"http://127.0.0.1:{local_port}/", pid=local_proc.pid)
             local.client = local.new_client()
             embedded_model(report, local, runs, sizes["model_tokens"])
@@ -616,7 +620,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({runs} run{'s' if runs > 1 else ''} per figure after a warm-up, {elapsed / 60:.1f} minutes in all).\n\n"
         f"Machine: {machine()}.\n\n"
         "Every app and the loopback OpenAI-compatible server (`tests/fake_openai.py`) run as separate processes on "
-        "this machine; the client is `gradio_client`. Figures are medians, with min-max in brackets. Ratios "
+        "this machine; the client is `gradio_client`; our app's rate limits are off, since every simulated user "
+        "comes from one address. Figures are medians, with min-max in brackets. Ratios "
         "compare figures from this same run; absolute times are context.\n\n"
         "Reproduce: `pip install -r requirements-dev.txt && python -m bench` (Debian's `chromium` for scenario 7).\n"
     )
