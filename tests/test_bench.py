@@ -22,5 +22,5 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_results(tmp_path):
     assert headings == ["1", "2", "3", "4", "5", "6", "7"]
     if os.environ.get("CI") or shutil.which("chromium"):
         assert "Not measured" not in text  # with chromium the browser scenario runs too
-    assert re.search(r"Overhead = .*\*\*ours \d+\.\d\d\*\*", text)
+    assert re.search(r"Overhead = .*\*\*ours -?\d+\.\d\d\*\*", text)  # one quick run may even come out negative
     assert re.search(r"Machine: .+ 2 cores|Machine: .+ \d+ cores", text)

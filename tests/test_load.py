@@ -61,17 +61,20 @@ def test_64_users_for_a_minute_all_replies_complete_and_memory_stays_bounded(fak
                 time.sleep(0.2)
         fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
         expected = "".join(f"w{i} " for i in range(REPLY_TOKENS))
-        completed, failures, rss = 0, [], []
+        per_user: list[int] = []
+        failures: list[str] = []
+        rss: list[float] = []
 
         async def user(client: httpx.AsyncClient, stop_at: float) -> None:
             """One person in one browser tab: a session of their own, message after message."""
-            nonlocal completed
             session = uuid.uuid4().hex[:12]
+            per_user.append(0)
+            me = len(per_user) - 1
             while time.monotonic() < stop_at:
                 try:
                     reply = await chat_once(client, url, fn_index, session, f"bench:{REPLY_TOKENS}:20")
                     if reply == expected:
-                        completed += 1
+                        per_user[me] += 1
                     else:
                         failures.append(f"incomplete: {reply[-80:]!r}")
                 except Exception as exc:  # counted, not raised: the test reports every failure
@@ -94,10 +97,11 @@ def test_64_users_for_a_minute_all_replies_complete_and_memory_stays_bounded(fak
     finally:
         app.terminate()
         app.wait(15)
-    print(f"\n{USERS} users, {elapsed:.0f} s: {completed} replies complete, {len(failures)} failures; "
+    print(f"\n{USERS} users, {elapsed:.0f} s: {sum(per_user)} replies complete (each user {min(per_user)}-"
+          f"{max(per_user)}), {len(failures)} failures; "
           f"app RSS {rss[0]:.0f} MB at start, {max(rss):.0f} MB peak, {rss[-1]:.0f} MB at the end")  # fmt: skip
     assert failures == []
-    assert completed >= USERS * SECONDS / 2  # every user kept getting replies (0.8 s each, unloaded)
+    assert len(per_user) == USERS and min(per_user) >= 10  # nobody starved (alone, a reply takes 0.8 s)
     third = len(rss) // 3
     assert max(rss[-third:]) <= max(rss[:third]) + 30  # no growth over the minute: memory is bounded
     assert fake_server.open_streams == 0
@@ -127,11 +131,13 @@ def test_200_start_then_cancel_cycles_leak_nothing(client: Client, server: FakeO
     assert server.wait_for(lambda: server.open_streams == 0, timeout=10)
     assert server.streams_started == 210 and len(server.closed_early) == 210
     deadline = time.monotonic() + 5
-    while (pending_tasks("relay") or len(pending_tasks()) > tasks) and time.monotonic() < deadline:
+    while pending_tasks("relay") and time.monotonic() < deadline:
         time.sleep(0.1)
     gc.collect()
-    print(f"\nafter 200 cancels: threads {threads} -> {threading.active_count()}, "
-          f"pending asyncio tasks {tasks} -> {len(pending_tasks())}")  # fmt: skip
-    assert pending_tasks("relay") == []
-    assert len(pending_tasks()) <= tasks
-    assert threading.active_count() <= threads + 2
+    threads_after, tasks_after = threading.active_count(), len(pending_tasks())
+    print(f"\nafter 200 cancels: threads {threads} -> {threads_after}, pending asyncio tasks {tasks} -> {tasks_after}")
+    assert pending_tasks("relay") == []  # our own reader tasks: every one ended
+    # Gradio and the client start short-lived tasks and threads of their own (heartbeats, pools), so allow a
+    # few; a leak would grow with the 200 cycles.
+    assert tasks_after <= tasks + 3
+    assert threads_after <= threads + 3
