@@ -3,7 +3,7 @@
 # browser tests (Playwright drives it; Playwright's own browser download is not used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pip install -r requirements-dev.txt
+python -m pip install -r requirements-dev.txt
 if ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
