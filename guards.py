@@ -47,6 +47,7 @@ class RateLimiter:
         self.per_minute = per_minute
         self.clock = clock
         self.sent: dict[str, deque[float]] = {}
+        self.swept = float("-inf")
 
     def wait_needed(self, key: str) -> float:
         """Seconds to wait before this key may send; 0 means it may."""
@@ -63,8 +64,10 @@ class RateLimiter:
             return
         now = self.clock()
         self.sent.setdefault(key, deque()).append(now)
-        if len(self.sent) > 10_000:  # forget idle keys, so memory stays bounded
+        # Forget idle keys so memory stays bounded; at most once a window, not on every message.
+        if len(self.sent) > 10_000 and now - self.swept >= self.WINDOW:
             self.sent = {k: v for k, v in self.sent.items() if v and now - v[-1] < self.WINDOW}
+            self.swept = now
 
 
 def admit(*checks: tuple[RateLimiter, str]) -> float:
