@@ -78,7 +78,6 @@ class Reply:
 
 @dataclass
 class App:
-    name: str
     url: str
     api_name: str = "/chat"
     multimodal: bool = False  # gr.load_chat takes {"text", "files"}
@@ -182,20 +181,18 @@ class Figure:
     def median(self) -> float:
         return statistics.median(self.values)
 
+    def format(self, scale: float = 1.0, unit: str = "", digits: int = 1) -> str:
+        low, high, middle = (f"{v * scale:.{digits}f}" for v in (min(self.values), max(self.values), self.median))
+        return f"{low}{unit} (1 run)" if len(self.values) == 1 else f"{middle}{unit} ({low}-{high})"
+
     def ms(self) -> str:
-        if len(self.values) == 1:
-            return f"{self.values[0] * 1000:.1f} ms (1 run)"
-        return f"{self.median * 1000:.1f} ms ({min(self.values) * 1000:.1f}-{max(self.values) * 1000:.1f})"
+        return self.format(1000, " ms")
 
     def s(self) -> str:
-        if len(self.values) == 1:
-            return f"{self.values[0]:.2f} s (1 run)"
-        return f"{self.median:.2f} s ({min(self.values):.2f}-{max(self.values):.2f})"
+        return self.format(unit=" s", digits=2)
 
-    def plain(self, unit: str = "", digits: int = 1) -> str:
-        if len(self.values) == 1:
-            return f"{self.values[0]:.{digits}f}{unit} (1 run)"
-        return f"{self.median:.{digits}f}{unit} ({min(self.values):.{digits}f}-{max(self.values):.{digits}f})"
+    def plain(self, digits: int = 1) -> str:
+        return self.format(digits=digits)
 
 
 def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
@@ -205,8 +202,6 @@ def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
 
 @dataclass
 class Report:
-    runs: int
-    command: str
     sections: list[str] = field(default_factory=list)
 
     def add(self, title: str, text: str) -> None:
@@ -566,7 +561,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
     command += f" --only {args.only}" if only != set(parser.get_default("only").split(",")) else ""
-    report = Report(runs, command)
+    report = Report()
     started = time.monotonic()
 
     server_port, ours_port, echo_port, peer_port, local_port = (free_port() for _ in range(5))
@@ -588,10 +583,10 @@ def main(argv: list[str] | None = None) -> None:
         ) as peer_proc,
     ):
         apps = {
-            "ours": App("ours", f"http://127.0.0.1:{ours_port}/", pid=ours_proc.pid),
-            "echo": App("echo", f"http://127.0.0.1:{echo_port}/", pid=echo_proc.pid),
+            "ours": App(f"http://127.0.0.1:{ours_port}/", pid=ours_proc.pid),
+            "echo": App(f"http://127.0.0.1:{echo_port}/", pid=echo_proc.pid),
             "gr.load_chat": App(
-                "gr.load_chat", f"http://127.0.0.1:{peer_port}/", "/open_api_stream", multimodal=True, pid=peer_proc.pid
+                f"http://127.0.0.1:{peer_port}/", "/open_api_stream", multimodal=True, pid=peer_proc.pid
             ),
         }
         for app in apps.values():
@@ -610,7 +605,7 @@ def main(argv: list[str] | None = None) -> None:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env
         ) as local_proc:
-            local = App("ours (local)", f"http://127.0.0.1:{local_port}/", pid=local_proc.pid)
+            local = App(f"http://127.0.0.1:{local_port}/", pid=local_proc.pid)
             local.client = local.new_client()
             embedded_model(report, local, runs, sizes["model_tokens"])
 
