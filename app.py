@@ -3,6 +3,7 @@ provider, or an embedded local model when none is configured.
 
     python app.py                        # the embedded SmolLM2 model: no key, no network
     OPENAI_API_KEY=sk-... python app.py  # OpenAI
+    python app.py --check                # can this configuration chat? (exit code 0 or 1)
     python app.py --help                 # every flag and environment variable
 """
 
@@ -11,19 +12,26 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from pathlib import Path
 
 import gradio as gr
 
+import preflight
 from config import LOCAL, ConfigError, Settings, load_settings
-from errors import RETRY, describe, with_notice
+from errors import RETRY, ReplyCutOff, describe
 from guards import RateLimiter, admit, message_problem, trim_history
 from history import to_provider_messages
 from providers.base import GenerationParams
 from providers.registry import create_backend
 from relay import coalesce
+from reply import Reply, messages
+from transcript import ImportProblem, config_of, from_json, to_json, to_markdown
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
 def client_ip(request: gr.Request) -> str:
@@ -32,70 +40,151 @@ def client_ip(request: gr.Request) -> str:
     return forwarded.split(",")[0].strip() or (request.client.host if request.client else "unknown")
 
 
-def build_app(settings: Settings) -> gr.ChatInterface:
+def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
+    """The models a user may pick: --models (those the provider lists, if it lists any), or all it lists."""
+    allowed = [m for m in settings.models if not listed or m in listed] if settings.models else list(listed)
+    return [settings.model, *(m for m in allowed if m != settings.model)]
+
+
+def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
+    """The app; `models` are those the provider listed (preflight), offered in the model picker."""
     backend = create_backend(settings)
+    choices = model_choices(settings, models)
     per_session = RateLimiter(settings.rate_limit_session)
     per_ip = RateLimiter(settings.rate_limit_ip)
 
-    def validate(message: str) -> dict:
+    def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
         problem = message_problem(message, settings.max_message_chars)
         return gr.validate(problem is None, problem or "")
 
     async def chat(
-        message: str,
+        message: dict,
         history: list[dict],
         system_prompt: str,
         temperature: float,
         max_tokens: float,
         top_p: float,
+        model: str,
         request: gr.Request,
-    ) -> AsyncIterator[str]:
-        """Stream the assistant's reply to `message`, given the conversation so far."""
+    ) -> AsyncIterator[list[dict]]:
+        """Stream the assistant's reply to `message` ({"text": ..., "files": [...]}), given the conversation."""
         if problem := message_problem(message, settings.max_message_chars):
             raise gr.Error(problem)  # the conversation stays as it was
         if wait := admit((per_session, request.session_hash or ""), (per_ip, client_ip(request))):
             too_fast = f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
-            yield with_notice("", too_fast)
+            yield messages(Reply(notice=too_fast))
             return
-        text = ""
+        reply = Reply()
         try:
-            messages, dropped = trim_history(
-                to_provider_messages(system_prompt, history, message), settings.max_history_chars
+            history_sent, dropped = trim_history(
+                to_provider_messages(system_prompt, history, message, images=backend.accepts_images),
+                settings.max_history_chars,
             )
             if dropped:
                 gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
-            params = GenerationParams(temperature=temperature, max_tokens=int(max_tokens), top_p=top_p)
-            async for text in coalesce(backend.stream(messages, params), settings.update_interval, settings.deadline):
-                yield text
+            params = GenerationParams(temperature, int(max_tokens), top_p, model)
+            events = backend.stream(history_sent, params)
+            async for _ in coalesce(events, reply, settings.update_interval, settings.deadline):
+                yield messages(reply)
+            reply.raise_for_finish()
+            if not reply.text:
+                reply.notice = f"The model sent an empty reply. {RETRY}."
         except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
-            yield with_notice(text, describe(exc, settings, partial=bool(text)))
-            return
-        if not text:
-            yield with_notice("", f"The model sent an empty reply. {RETRY}.")
+            reply.notice = describe(exc, settings, partial=bool(reply.text))
+            reply.continuable = isinstance(exc, ReplyCutOff)
+        yield messages(reply)
 
-    demo = gr.ChatInterface(
-        chat,
-        api_name="chat",
-        title="Chat",
-        description=f"Streaming replies from **{settings.model}** ({settings.provider}).",
-        additional_inputs=[
-            gr.Textbox(settings.system_prompt, label="System prompt", lines=3),
-            gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature"),
+    def export_chat(
+        history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
+    ) -> list[str]:
+        config = config_of(settings, model, system_prompt, temperature, max_tokens, top_p)
+        folder = Path(tempfile.mkdtemp(prefix="chat-export-"))
+        name = f"chat-{datetime.now():%Y%m%d-%H%M%S}"
+        (folder / f"{name}.md").write_text(to_markdown(history, config), encoding="utf-8")
+        (folder / f"{name}.json").write_text(to_json(history, config), encoding="utf-8")
+        return [str(folder / f"{name}.md"), str(folder / f"{name}.json")]
+
+    def import_chat(path: str) -> tuple:
+        if Path(path).stat().st_size > MAX_IMPORT_BYTES:
+            raise gr.Error(f"The file is over {MAX_IMPORT_BYTES // 2**20} MB; import a chat exported from this app.")
+        try:
+            history, config = from_json(Path(path).read_bytes())
+        except ImportProblem as exc:
+            raise gr.Error(str(exc)) from None  # the chat on screen stays as it was
+        model = config.model if config.model in choices else settings.model
+        if model != config.model:
+            gr.Warning(f"{config.model} is not available here, so the chat continues with {model}.")
+        return (
+            history,
+            history,
+            config.system_prompt,
+            min(max(config.temperature, 0.0), 2.0),
+            min(max(config.max_tokens, 1), settings.max_tokens_limit),
+            min(max(config.top_p, 0.05), 1.0),
+            model,
+        )
+
+    with gr.Blocks(title="Chat", fill_height=True, analytics_enabled=False) as demo:
+        gr.Markdown("<h1 style='text-align: center'>Chat</h1>")
+        model_picker = gr.Dropdown(
+            choices,
+            value=settings.model,
+            label=f"Model ({settings.provider})",
+            info="Switch at any time; the conversation carries over.",
+            interactive=len(choices) > 1,
+        )
+        settings_inputs = [
+            gr.Textbox(settings.system_prompt, label="System prompt", lines=3, render=False),
+            gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", render=False),
             gr.Slider(
-                1, settings.max_tokens_limit, value=min(1024, settings.max_tokens_limit), step=1, label="Max tokens"
+                1,
+                settings.max_tokens_limit,
+                value=min(1024, settings.max_tokens_limit),
+                step=1,
+                label="Max tokens",
+                render=False,
             ),
-            gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p"),
-        ],
-        additional_inputs_accordion=gr.Accordion("Model settings", open=False),
-        examples=[[example] for example in EXAMPLES],
-        cache_examples=False,  # caching would call the provider at startup (eagerly, on Spaces)
-        editable=True,
-        validator=validate,
-        # One Llama context generates one reply at a time; others wait with their queue position shown.
-        concurrency_limit=1 if settings.provider == LOCAL else settings.concurrency,
-        analytics_enabled=False,
-    )
+            gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", render=False),
+        ]
+        attach = "an image or a text file" if backend.accepts_images else "a text file"
+        chat_ui = gr.ChatInterface(
+            chat,
+            multimodal=True,
+            textbox=gr.MultimodalTextbox(
+                placeholder=f"Type a message, or attach {attach}…",
+                file_count="multiple",
+                submit_btn=True,
+                stop_btn=True,  # our own textbox: ChatInterface's stop_btn default does not apply to it
+                autofocus=True,
+                show_label=False,
+                render=False,
+            ),
+            api_name="chat",
+            additional_inputs=[*settings_inputs, model_picker],
+            additional_inputs_accordion=gr.Accordion("Model settings", open=False, render=False),
+            examples=[[{"text": example, "files": []}] for example in EXAMPLES],
+            cache_examples=False,  # caching would call the provider at startup (eagerly, on Spaces)
+            editable=True,
+            validator=validate,
+            save_history=settings.save_history,
+            # One Llama context generates one reply at a time; others wait with their queue position shown.
+            concurrency_limit=1 if settings.provider == LOCAL else settings.concurrency,
+            analytics_enabled=False,
+        )
+        with gr.Row():
+            export_button = gr.Button("Export chat (Markdown + JSON)", size="sm")
+            import_button = gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm")
+        exported = gr.File(label="Exported chat", file_count="multiple", visible=False, interactive=False)
+        export_button.click(
+            export_chat, [chat_ui.chatbot_state, *settings_inputs, model_picker], exported, api_name="export_chat"
+        ).success(lambda: gr.File(visible=True), None, exported, queue=False, api_visibility="private")
+        import_button.upload(
+            import_chat,
+            import_button,
+            [chat_ui.chatbot, chat_ui.chatbot_state, *settings_inputs, model_picker],
+            api_name="import_chat",
+        )
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy.
     return demo.queue(max_size=settings.queue_size)
 
@@ -104,10 +193,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(argv)
-        demo = build_app(settings)
+        report = preflight.run(settings, stream=settings.check)
+        if settings.check:
+            print(report.render(), flush=True)
+            sys.exit(0 if report.ok else 1)
+        demo = build_app(settings, report.models)
     except ConfigError as exc:
         sys.exit(f"Error: {exc}")
     print(settings.describe(), flush=True)
+    if report.findings:
+        print(report.render(), flush=True)
     demo.launch(server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from providers.presets import PRESETS
 
+VERSION = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]["version"]
 LOCAL = "local"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
@@ -43,6 +45,9 @@ class Settings:
     rate_limit_ip: int = 120
     queue_size: int = 200
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # passwords: as secret as the key
+    models: tuple[str, ...] = ()  # the models users may pick; empty: every model the provider lists
+    save_history: bool = False  # keep conversations in the browser's local storage
+    check: bool = False  # run the preflight checks and exit
 
     def describe(self) -> str:
         """The startup line: provider, model and where they are; never the key."""
@@ -195,6 +200,25 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env_default("CHAT_AUTH"),
         help="Require a login: user:password, or several separated by commas. [CHAT_AUTH] Default: no login.",
     )
+    p.add_argument(
+        "--models",
+        default=env_default("CHAT_MODELS"),
+        help="Models users may pick in the page, separated by commas. [CHAT_MODELS] "
+        "Default: every model the provider lists.",
+    )
+    p.add_argument(
+        "--save-history",
+        action="store_true",
+        default=env_default("CHAT_SAVE_HISTORY", "") in ("1", "true", "yes"),
+        help="Keep conversations in each browser's local storage, with a list of past chats. "
+        "[CHAT_SAVE_HISTORY=1] Default: off, for privacy.",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="Check the provider (reachable, key, model, streaming, usage), print a diagnosis and exit: "
+        "0 if it can chat, 1 if not.",
+    )
     return p
 
 
@@ -233,6 +257,9 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         rate_limit_ip=args.rate_limit_ip,
         queue_size=args.queue_size,
         auth=parse_auth(args.auth),
+        models=tuple(name.strip() for name in (args.models or "").split(",") if name.strip()),
+        save_history=args.save_history,
+        check=args.check,
     )
 
     if provider == LOCAL:

@@ -41,6 +41,18 @@ class DeadlineExceeded(ReplyError):
     """The whole reply took longer than the configured deadline."""
 
 
+class ImagesNotSupported(ReplyError):
+    """The backend cannot take images (the embedded model)."""
+
+
+class UnreadableAttachment(ReplyError):
+    """An attached file is neither an image nor text."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+        self.name, self.reason = name, reason
+
+
 def with_notice(text: str, notice: str) -> str:
     """The reply text followed by a notice line."""
     return f"{text}{_SEPARATOR}{NOTICE}{notice}" if text else f"{NOTICE}{notice}"
@@ -85,7 +97,7 @@ def _is_context_error(exc: openai.APIStatusError) -> bool:
 def describe(exc: BaseException, settings: Settings, *, partial: bool) -> str:
     """What happened and what to do, in a sentence or two; never the key."""
     what, todo = _describe(exc, settings)
-    incomplete = " The reply above is incomplete." if partial else ""
+    incomplete = " The reply above is incomplete." if partial and not isinstance(exc, ReplyCutOff) else ""
     return redact(f"{what}.{incomplete} {todo}.", settings.api_key)
 
 
@@ -95,7 +107,17 @@ RETRY = "Press retry to try again"
 def _describe(exc: BaseException, s: Settings) -> tuple[str, str]:
     match exc:
         case ReplyCutOff():
-            return "The reply reached the max-tokens limit", "Raise “Max tokens” in Model settings for longer replies"
+            return (
+                "The reply was cut off at the max-tokens limit",
+                "Press Continue for the rest, or raise “Max tokens” in Model settings",
+            )
+        case ImagesNotSupported():
+            return (
+                f"The {s.model} model cannot see images, so the message was not sent",
+                "Remove the image, or run the app with a vision model (e.g. --provider openai --model gpt-4o-mini)",
+            )
+        case UnreadableAttachment():
+            return f"Could not read the attached file {exc.name}: {exc.reason}", "Attach images or text files"
         case ContextTooLong():
             return "The conversation is too long for the model's context window", "Undo some turns or clear the chat"
         case IncompleteReply():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from history import Message
+from history import Message, size_of
 
 
 def message_problem(message: object, max_chars: int) -> str | None:
-    """Why a message cannot be sent, in a sentence; None if it can."""
-    if not isinstance(message, str) or not message.strip():
+    """Why a message (a string, or multimodal {"text": ..., "files": [...]}) cannot be sent; None if it can."""
+    files = []
+    if isinstance(message, dict):
+        files, message = message.get("files") or [], message.get("text") or ""
+    if not isinstance(message, str) or not (message.strip() or files):
         return "Type a message first."
     if len(message) > max_chars:
         return (
@@ -26,10 +29,10 @@ def trim_history(messages: list[Message], max_chars: int) -> tuple[list[Message]
     kept and how many were dropped."""
     head = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(head) :]
-    size = sum(len(m["content"]) for m in messages)
+    size = sum(map(size_of, messages))
     dropped = 0
     while size > max_chars and len(turns) > 1:
-        size -= len(turns[0]["content"])
+        size -= size_of(turns[0])
         turns = turns[1:]
         dropped += 1
     if turns and turns[0]["role"] == "assistant":  # a conversation starts with the user

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from errors import without_notice
+from attachments import is_image, is_uploaded, read_part
+from errors import ImagesNotSupported, UnreadableAttachment, without_notice
+
+IMAGE_SIZE = 1000  # what an image counts for against the history limit, in characters
 
 
 class Message(TypedDict):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str | list[dict]  # a list: OpenAI content parts (text and image_url)
+
+
+def _parts(content: Any) -> list:
+    if isinstance(content, (list, tuple)):
+        return list(content)
+    return [content]
 
 
 def text_of(content: Any) -> str:
@@ -19,28 +28,51 @@ def text_of(content: Any) -> str:
     ({"type": "text", "text": ...}, {"type": "file", ...}). Files and anything
     else unexpected contribute no text.
     """
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        content = [content]
-    if isinstance(content, (list, tuple)):
-        texts = [
-            part if isinstance(part, str) else part.get("text")
-            for part in content
-            if isinstance(part, str) or (isinstance(part, dict) and part.get("type", "text") == "text")
-        ]
-        return "\n".join(t for t in texts if isinstance(t, str))
-    return ""
+    texts = [
+        part if isinstance(part, str) else part.get("text")
+        for part in _parts(content)
+        if isinstance(part, str) or (isinstance(part, dict) and part.get("type", "text") == "text")
+    ]
+    return "\n".join(t for t in texts if isinstance(t, str))
 
 
-def to_provider_messages(system_prompt: str, history: Any, message: str) -> list[Message]:
+def files_of(content: Any) -> list[str]:
+    """The paths of the files in a history entry's content.
+
+    From the browser a file is {"type": "file", "file": {"path": ...}}; in the
+    history Gradio keeps for an API session it is {"path": ...}.
+    """
+    paths = []
+    for part in _parts(content):
+        if not isinstance(part, dict):
+            continue
+        file = part.get("file") if part.get("type") == "file" else part if "path" in part else None
+        if isinstance(file, dict) and isinstance(file.get("path"), str):
+            paths.append(file["path"])
+    return paths
+
+
+def size_of(message: Message) -> int:
+    """A message's size in characters, as the history limit counts it."""
+    return sum(
+        len(part.get("text", "")) if part.get("type") == "text" else IMAGE_SIZE
+        for part in _parts(message["content"])
+        if isinstance(part, dict)
+    ) + (len(message["content"]) if isinstance(message["content"], str) else 0)
+
+
+def to_provider_messages(system_prompt: str, history: Any, message: Any, *, images: bool = True) -> list[Message]:
     """The system prompt first, then the user/assistant turns, then the new message.
 
     Every call rebuilds this from scratch: a client can set the history with any
-    roles and shapes, so only user and assistant text survives. Our own notices
-    and titled annotations (metadata.title: thinking, tool use) are for the
-    reader only. Consecutive turns of one role are merged, since some chat
-    templates insist that roles alternate.
+    roles and shapes, so only user and assistant text (and files the user
+    uploaded) survive. Our own notices and titled annotations (metadata.title:
+    thinking, stats) are for the reader only. Consecutive turns of one role are
+    merged, since some chat templates insist that roles alternate.
+
+    `message` is a string or a multimodal {"text": ..., "files": [...]}. With
+    images=False (a backend that cannot see) an image in the new message raises
+    ImagesNotSupported; images in earlier turns are left out.
     """
     turns: list[Message] = []
     for entry in history if isinstance(history, (list, tuple)) else []:
@@ -49,19 +81,47 @@ def to_provider_messages(system_prompt: str, history: Any, message: str) -> list
         metadata = entry.get("metadata")
         if isinstance(metadata, dict) and metadata.get("title"):
             continue
-        text = text_of(entry.get("content"))
+        content = entry.get("content")
+        text = text_of(content)
         if entry["role"] == "assistant":
-            text = without_notice(text)
-        _append(turns, entry["role"], text)
-    _append(turns, "user", message)
+            _append(turns, "assistant", [_text(without_notice(text))])
+            continue
+        # A forged history may name any path: only files uploaded here are read.
+        files = [path for path in files_of(content) if is_uploaded(path) and (images or not is_image(path))]
+        _append(turns, "user", [_text(text), *filter(None, map(_readable, files))])
+    if isinstance(message, dict):
+        files = [path for path in message.get("files") or [] if isinstance(path, str)]
+        if not images and any(map(is_image, files)):
+            raise ImagesNotSupported
+        _append(turns, "user", [_text(str(message.get("text") or "")), *map(read_part, files)])
+    else:
+        _append(turns, "user", [_text(message)])
     prompt: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     return prompt + turns
 
 
-def _append(turns: list[Message], role: Literal["user", "assistant"], text: str) -> None:
-    if not text.strip():
+def _text(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def _readable(path: str) -> dict | None:
+    """An earlier turn's file, or None if it cannot be read: the user was told when it was attached."""
+    try:
+        return read_part(path)
+    except (UnreadableAttachment, OSError):
+        return None
+
+
+def _append(turns: list[Message], role: Literal["user", "assistant"], parts: list[dict]) -> None:
+    """Add a turn, as a plain string when it is only text (every server takes that)."""
+    parts = [part for part in parts if part["type"] != "text" or part["text"].strip()]
+    if not parts:
         return
     if turns and turns[-1]["role"] == role:
-        turns[-1]["content"] += "\n\n" + text
+        previous = turns[-1]["content"]
+        parts = (_parts(previous) if isinstance(previous, list) else [_text(previous)]) + parts
+        turns.pop()
+    if all(part["type"] == "text" for part in parts):
+        turns.append({"role": role, "content": "\n\n".join(part["text"] for part in parts)})
     else:
-        turns.append({"role": role, "content": text})
+        turns.append({"role": role, "content": parts})

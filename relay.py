@@ -1,4 +1,4 @@
-"""Relay a provider's text deltas to the screen as cumulative, coalesced updates."""
+"""Relay a provider's stream to the screen as coalesced updates of the whole reply."""
 
 from __future__ import annotations
 
@@ -6,34 +6,41 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from errors import DeadlineExceeded
+from providers.base import Event
+from reply import Reply
 
 
-async def coalesce(deltas: AsyncIterator[str], interval: float, deadline: float) -> AsyncIterator[str]:
-    """Yield the reply so far: the first text at once, then at most one update per
-    `interval` seconds, and always the final text.
+async def coalesce(
+    events: AsyncIterator[Event], reply: Reply, interval: float, deadline: float
+) -> AsyncIterator[Reply]:
+    """Feed `events` into `reply`, yielding it while it streams: the first text at once,
+    then at most once per `interval` seconds. When this ends (or raises the source's
+    error) `reply.finish()` has run and the caller shows the final state.
 
-    Each update repeats the whole text so far (Gradio sends the difference as an
+    Each update repeats the whole reply so far (Gradio sends the difference as an
     append). Tokens arriving faster than the screen needs are batched rather
-    than each costing a round of diffing and rendering. If the source fails, the
-    text that arrived is yielded first and then its error is raised.
+    than each costing a round of diffing and rendering.
 
     A single task reads the source, so the provider's stream is opened and closed
     in one task; cancelling this generator cancels it, which closes the stream.
     """
-    parts: list[str] = []
+    changes = 0
     arrived = asyncio.Event()
 
     async def pump() -> None:
+        nonlocal changes
         try:
             async with asyncio.timeout(deadline) as timer:
-                async for delta in deltas:
-                    parts.append(delta)
+                async for event in events:
+                    reply.add(event)
+                    changes += 1
                     arrived.set()
         except TimeoutError:
             if timer.expired():
                 raise DeadlineExceeded() from None
             raise
         finally:
+            reply.finish()
             arrived.set()
 
     reader = asyncio.create_task(pump(), name="relay")
@@ -44,13 +51,11 @@ async def coalesce(deltas: AsyncIterator[str], interval: float, deadline: float)
             arrived.clear()
             if reader.done():
                 break
-            if len(parts) != shown:
-                shown = len(parts)
-                yield "".join(parts)
+            if changes != shown and reply.first_token is not None:
+                shown = changes
+                yield reply
             # Let more text gather, but stop waiting the moment the reply is complete.
             await asyncio.wait((reader,), timeout=interval)
-        if len(parts) != shown:
-            yield "".join(parts)
         reader.result()  # re-raise the source's error, if any
     finally:
         if not reader.done():

@@ -31,10 +31,11 @@ import httpx
 import openai
 from gradio_client import Client
 
-from tests.support import free_port, rss_mb
+from tests.support import answer_text, free_port, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PROMPT = "You are a helpful assistant."
+OUR_SETTINGS = [SYSTEM_PROMPT, 0.7, 1024, 1.0, "bench-model"]  # /chat after the message and history
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -80,7 +81,7 @@ class Reply:
 class App:
     url: str
     api_name: str = "/chat"
-    multimodal: bool = False  # gr.load_chat takes {"text", "files"}
+    multimodal: bool = True  # ours and gr.load_chat take {"text", "files"}; the echo app a string
     pid: int = 0
     client: Client | None = None
 
@@ -89,6 +90,11 @@ class App:
 
     def new_client(self) -> Client:
         return Client(self.url, verbose=False)
+
+
+def text_of(result) -> str:
+    """A reply's text: ours is a list of messages (thinking, answer, stats); the others' a string or dict."""
+    return answer_text(result) if isinstance(result, list) else str(result)
 
 
 def ask(app: App, client: Client, text: str, *params) -> Reply:
@@ -104,7 +110,7 @@ def ask(app: App, client: Client, text: str, *params) -> Reply:
             first = time.perf_counter() - start
     total = time.perf_counter() - start
     result = job.result()
-    return Reply(start, first if first is not None else total, total, str(result), updates)
+    return Reply(start, first if first is not None else total, total, text_of(result), updates)
 
 
 def many_at_once(app: App, clients: list[Client], text: str) -> list[Reply]:
@@ -128,7 +134,7 @@ def many_at_once(app: App, clients: list[Client], text: str) -> list[Reply]:
                 totals[index] = now - start
         time.sleep(0.001)
     return [
-        Reply(start, first if first is not None else total, total, str(job.result()), len(job.outputs()))
+        Reply(start, first if first is not None else total, total, text_of(job.result()), len(job.outputs()))
         for (start, job), first, total in zip(jobs, firsts, totals, strict=True)
     ]
 
@@ -309,12 +315,12 @@ def many_users(report: Report, apps: dict[str, App], runs: int, levels: list[int
     raw_rows = []
     for level in levels:
         for name in ("echo", "ours"):
-            data = [message, None] + ([SYSTEM_PROMPT, 0.7, 1024, 1.0] if name == "ours" else [])
+            data = [apps[name].message(message), None] + (OUR_SETTINGS if name == "ours" else [])
             results = [raw_sse_users(apps[name], level, data) for _ in range(runs)]
             walls = Figure([max(total for _, total in r) for r in results])
             firsts = Figure([max(first for first, _ in r) for r in results])
             raw_rows.append(f"| {level} | {name} | {walls.s()} | {firsts.ms()} |")
-    raw_data = [message, None, SYSTEM_PROMPT, 0.7, 1024, 1.0]
+    raw_data = [apps["ours"].message(message), None, *OUR_SETTINGS]
     raw_alone = Figure([raw_sse_users(apps["ours"], 1, raw_data)[0][1] for _ in range(runs)])
     report.add(
         f"3. Many users: each a {tokens}-token reply at 20 ms per token, all sent at once",
@@ -358,11 +364,11 @@ def embedded_model(report: Report, local: App, runs: int, tokens: int) -> None:
     def app_once() -> tuple[float, float]:
         local.client.reset_session()
         start = time.perf_counter()
-        job = local.client.submit(prompt, SYSTEM_PROMPT, 0.0, tokens, 1.0, api_name="/chat")
+        job = local.client.submit(local.message(prompt), SYSTEM_PROMPT, 0.0, tokens, 1.0, api_name="/chat")
         first_text, first_at = None, 0.0
         for update in job:
             if first_text is None:
-                first_text, first_at = update, time.perf_counter()
+                first_text, first_at = answer_text(update), time.perf_counter()
         last_at = time.perf_counter()
         shown = 0  # how many of the model's tokens the first update held
         while shown < count and first_text.startswith("".join(pieces[: shown + 1])):
@@ -372,7 +378,7 @@ def embedded_model(report: Report, local: App, runs: int, tokens: int) -> None:
     def app_result_only() -> float:
         local.client.reset_session()
         start = time.perf_counter()
-        local.client.submit(prompt, SYSTEM_PROMPT, 0.0, tokens, 1.0, api_name="/chat").result()
+        local.client.submit(local.message(prompt), SYSTEM_PROMPT, 0.0, tokens, 1.0, api_name="/chat").result()
         return time.perf_counter() - start
 
     app_once()  # warm-up
@@ -468,7 +474,7 @@ def memory(report: Report, apps: dict[str, App], streams: int, tokens: int) -> N
 RECORD_RENDERS = """
 window.__renders = [];
 document.addEventListener('DOMContentLoaded', () => new MutationObserver(() => {
-  const bots = document.querySelectorAll('[data-testid="bot"]');
+  const bots = document.querySelectorAll('[data-testid="bot"]:not(:has(.thought-group))');  // the answer
   if (!bots.length) return;
   const length = bots[bots.length - 1].innerText.length;
   const renders = window.__renders;
@@ -584,10 +590,8 @@ def main(argv: list[str] | None = None) -> None:
     ):
         apps = {
             "ours": App(f"http://127.0.0.1:{ours_port}/", pid=ours_proc.pid),
-            "echo": App(f"http://127.0.0.1:{echo_port}/", pid=echo_proc.pid),
-            "gr.load_chat": App(
-                f"http://127.0.0.1:{peer_port}/", "/open_api_stream", multimodal=True, pid=peer_proc.pid
-            ),
+            "echo": App(f"http://127.0.0.1:{echo_port}/", multimodal=False, pid=echo_proc.pid),
+            "gr.load_chat": App(f"http://127.0.0.1:{peer_port}/", "/open_api_stream", pid=peer_proc.pid),
         }
         for app in apps.values():
             app.client = app.new_client()

@@ -10,15 +10,20 @@ from collections.abc import AsyncIterator, Callable
 from config import ConfigError, Settings
 from errors import ContextTooLong
 from history import Message
-from providers.base import GenerationParams, raise_for_finish
+from providers.base import Event, Finish, GenerationParams, Usage
 
 ZERO_WIDTH_SPACE = "\u200b"
 
 
 class LocalLlama:
+    accepts_images = False
+
     def __init__(self, settings: Settings) -> None:
         # Imported here so that remote providers work without llama-cpp-python installed.
         from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.model = settings.model
 
         try:
             self.llm = Llama(
@@ -40,6 +45,13 @@ class LocalLlama:
             key=len,
             reverse=True,
         )
+        # The GGUF's own chat template, as llama-cpp-python applies it: streams report no
+        # usage, so prompt tokens are counted on the same text it generates from.
+        self.formatter = Jinja2ChatFormatter(
+            template=self.llm.metadata.get("tokenizer.chat_template", ""),
+            eos_token=self.llm.detokenize([self.llm.token_eos()]).decode("utf-8", "ignore"),
+            bos_token=self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", "ignore"),
+        )
         self._generating = threading.Lock()  # one Llama context cannot run two generations at once
 
     def neutralise(self, text: str) -> str:
@@ -53,35 +65,43 @@ class LocalLlama:
                 text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
         return text
 
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
+    async def list_models(self) -> list[str]:
+        return [self.model]
+
+    def count_tokens(self, text: str, special: bool = False) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=special, special=special))
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[dict | BaseException | None] = asyncio.Queue()
+        chunks: asyncio.Queue[dict | Usage | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
         safe_messages = [{"role": m["role"], "content": self.neutralise(m["content"])} for m in messages]
 
-        def emit(item: dict | BaseException | None) -> None:
+        def emit(item: dict | Usage | BaseException | None) -> None:
             loop.call_soon_threadsafe(chunks.put_nowait, item)
 
         loop.run_in_executor(None, self._generate, safe_messages, params, stop, emit)
-        finish_reason = None
         try:
             while (item := await chunks.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, Usage):
+                    yield item
+                    continue
                 choice = item["choices"][0]
                 if text := choice["delta"].get("content"):
                     yield text
-                finish_reason = choice.get("finish_reason") or finish_reason
+                if choice.get("finish_reason"):
+                    yield Finish(choice["finish_reason"])
         finally:
             stop.set()  # on Stop or error the worker ends after the token it is on
-        raise_for_finish(finish_reason)
 
     def _generate(
         self,
         messages: list[dict],
         params: GenerationParams,
         stop: threading.Event,
-        emit: Callable[[dict | BaseException | None], None],
+        emit: Callable[[dict | Usage | BaseException | None], None],
     ) -> None:
         """Runs in a worker thread: generate, handing each chunk to the event loop."""
         try:
@@ -95,13 +115,18 @@ class LocalLlama:
                     max_tokens=params.max_tokens,
                     stream=True,
                 )
+                text = ""
                 try:
                     for chunk in chunks:
                         if stop.is_set():
                             return
                         emit(chunk)
+                        text += chunk["choices"][0]["delta"].get("content") or ""
                 finally:
                     chunks.close()
+                # The same counts llama-cpp-python reports for a reply that is not streamed.
+                prompt = self.formatter(messages=messages).prompt
+                emit(Usage(self.count_tokens(prompt, special=True), self.count_tokens(text)))
         except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit
             emit(ContextTooLong() if "context window" in str(exc) else exc)
         except Exception as exc:

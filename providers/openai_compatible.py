@@ -8,10 +8,12 @@ import openai
 
 from config import Settings
 from history import Message
-from providers.base import GenerationParams, raise_for_finish
+from providers.base import Event, Finish, GenerationParams, Reasoning, Usage
 
 
 class OpenAICompatible:
+    accepts_images = True  # whether the model can see them is the provider's to say
+
     def __init__(self, settings: Settings) -> None:
         self.model = settings.model
         self.client = openai.AsyncOpenAI(
@@ -22,20 +24,30 @@ class OpenAICompatible:
             max_retries=settings.max_retries,
         )
 
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
-        finish_reason = None
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
         # `async with` closes the HTTP response however this generator ends: Stop, error or done.
         async with await self.client.chat.completions.create(
-            model=self.model,
+            model=params.model or self.model,
             messages=messages,
             temperature=params.temperature,
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             stream=True,
+            stream_options={"include_usage": True},  # a last chunk with token counts, where supported
         ) as chunks:
             async for chunk in chunks:
-                for choice in chunk.choices:  # empty in a usage-only chunk
-                    if choice.delta.content:
-                        yield choice.delta.content
-                    finish_reason = choice.finish_reason or finish_reason
-        raise_for_finish(finish_reason)
+                if chunk.usage:
+                    yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                for choice in chunk.choices:  # empty in the usage chunk
+                    delta = choice.delta
+                    # Beyond OpenAI's schema: DeepSeek and vLLM send reasoning_content; Ollama, OpenRouter reasoning.
+                    thought = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+                    if isinstance(thought, str) and thought:
+                        yield Reasoning(thought)
+                    if delta.content:
+                        yield delta.content
+                    if choice.finish_reason:
+                        yield Finish(choice.finish_reason)
+
+    async def list_models(self) -> list[str]:
+        return sorted([model.id async for model in self.client.models.list()])

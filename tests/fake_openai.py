@@ -48,6 +48,9 @@ class Reply:
     fault: Fault | None = None
     fault_after: int = 2
     stall_seconds: float = 30.0
+    reasoning: list[str] | None = None  # chunks of thinking sent before the content
+    reasoning_field: str = "reasoning_content"  # DeepSeek/vLLM; Ollama and OpenRouter say "reasoning"
+    usage: bool = True  # send token usage when the client asks for it
 
 
 @dataclass
@@ -92,6 +95,7 @@ class FakeOpenAI:
         self.open_streams = 0
         self.sent: list[tuple[float, float]] = []  # (first, last) content chunk sent, per completed stream
         self.models = ["fake-model", "fake-model-2"]
+        self.models_status = 200  # another status makes GET /models fail with it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -108,6 +112,8 @@ class FakeOpenAI:
 
     def reset(self) -> None:
         self.default = Reply()
+        self.models = ["fake-model", "fake-model-2"]
+        self.models_status = 200
         self.replies.clear()
         self.requests.clear()
         self.closed_early.clear()
@@ -219,6 +225,10 @@ class FakeOpenAI:
             await self._send_json(writer, 200, self.stats())
             return b""
         if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
+            if self.models_status != 200:
+                error = {"message": "models listing refused", "type": "invalid_request_error", "code": None}
+                await self._send_json(writer, self.models_status, {"error": error})
+                return b""
             data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.models]
             await self._send_json(writer, 200, {"object": "list", "data": data})
             return b""
@@ -293,6 +303,10 @@ class FakeOpenAI:
         first_sent = last_sent = 0.0
         try:
             await self._event(writer, chunk('{"role":"assistant","content":""}'))
+            for thought in reply.reasoning or []:
+                if reply.delay:
+                    await asyncio.wait({watcher}, timeout=reply.delay)
+                await self._event(writer, chunk(json.dumps({reply.reasoning_field: thought})))
             for index, token in enumerate(tokens):
                 if reply.fault and index == reply.fault_after:
                     break
@@ -308,12 +322,13 @@ class FakeOpenAI:
                 return b""
             if reply.finish_reason:
                 await self._event(writer, chunk("{}", reply.finish_reason))
-            if (request.body.get("stream_options") or {}).get("include_usage"):
+            if reply.usage and (request.body.get("stream_options") or {}).get("include_usage"):
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.body.get("messages", []))
+                completion = len(tokens) + len(reply.reasoning or [])  # providers count thinking as completion
                 usage = {
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": len(tokens),
-                    "total_tokens": prompt_tokens + len(tokens),
+                    "completion_tokens": completion,
+                    "total_tokens": prompt_tokens + completion,
                 }
                 await self._event(writer, f'{prefix},"choices":[],"usage":{json.dumps(usage)}}}'.encode())
             await self._event(writer, b"[DONE]")

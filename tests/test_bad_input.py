@@ -14,31 +14,31 @@ from gradio_client.utils import QueueError, Status
 from errors import NOTICE
 from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import launched
+from tests.support import answer_text, ask, launched, submit
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n\t"])
 def test_an_empty_message_sends_nothing_and_keeps_the_conversation(message: str, client: Client, server: FakeOpenAI):
-    assert client.predict("first", api_name="/chat") == "Echo: first"
+    assert ask(client, "first") == "Echo: first"
     with pytest.raises(AppError, match=r"Type a message first\."):
-        client.predict(message, api_name="/chat")
+        ask(client, message)
     assert len(server.chat_requests) == 1
-    assert client.predict("second", api_name="/chat") == "Echo: second"
+    assert ask(client, "second") == "Echo: second"
     assert [m["content"] for m in server.chat_requests[-1].body["messages"][1:]] == ["first", "Echo: first", "second"]
 
 
 def test_an_oversized_message_is_refused_with_the_limit(client: Client, server: FakeOpenAI):
     with pytest.raises(AppError, match="Your message is 32,001 characters long; the limit is 32,000"):
-        client.predict("x" * 32_001, api_name="/chat")
+        ask(client, "x" * 32_001)
     assert server.chat_requests == []
-    assert client.predict("y" * 32_000, api_name="/chat") == "Echo: " + "y" * 32_000
+    assert ask(client, "y" * 32_000) == "Echo: " + "y" * 32_000
 
 
 def test_a_long_conversation_is_trimmed_to_its_budget(server: FakeOpenAI):
     with launched(remote_settings(server, max_history_chars=300)) as url:
         client = Client(url, verbose=False)
         for turn in range(6):
-            client.predict(f"question {turn} " + "x" * 40, api_name="/chat")
+            ask(client, f"question {turn} " + "x" * 40)
     sent = server.chat_requests[-1].body["messages"]
     assert sum(len(m["content"]) for m in sent) <= 300
     assert sent[0]["role"] == "system" and sent[1]["role"] == "user"
@@ -58,7 +58,7 @@ UNICODE = {
 @pytest.mark.parametrize("name", list(UNICODE))
 def test_unicode_and_control_characters_round_trip(name: str, client: Client, server: FakeOpenAI):
     text = UNICODE[name]
-    assert client.predict(text, api_name="/chat") == f"Echo: {text}"
+    assert ask(client, text) == f"Echo: {text}"
     assert server.chat_requests[-1].body["messages"][-1] == {"role": "user", "content": text}
 
 
@@ -85,7 +85,7 @@ def test_every_endpoint_survives_garbage_and_the_provider_only_sees_user_and_ass
     def call(fn_index: int, data: list) -> dict:
         join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
         joined = httpx.post(app_url + "gradio_api/queue/join", json=join, timeout=10)
-        assert joined.status_code in (200, 422), joined.text
+        assert joined.status_code in (200, 400, 422), joined.text  # 400, 422: refused with a reason
         if joined.status_code != 200:
             return {"success": False}
         with httpx.stream("GET", app_url + f"gradio_api/queue/data?session_hash={session}", timeout=30) as stream:
@@ -102,7 +102,7 @@ def test_every_endpoint_survives_garbage_and_the_provider_only_sees_user_and_ass
 
     # The app still works for this very session, and whatever was stored as its history
     # reaches the provider as user/assistant text only, after our system prompt.
-    answer = call(chat_id, ["Still fine?", None, "Server prompt.", 0.7, 100, 1.0])
+    answer = call(chat_id, [{"text": "Still fine?", "files": []}, None, "Server prompt.", 0.7, 100, 1.0, "fake-model"])
     assert answer["success"], answer
     sent = server.chat_requests[-1].body["messages"]
     assert sent[0] == {"role": "system", "content": "Server prompt."}
@@ -114,12 +114,12 @@ def test_every_endpoint_survives_garbage_and_the_provider_only_sees_user_and_ass
 def test_rate_limits_per_session_and_per_ip(server: FakeOpenAI):
     with launched(remote_settings(server, rate_limit_session=2, rate_limit_ip=3)) as url:
         first, second = Client(url, verbose=False), Client(url, verbose=False)
-        assert first.predict("one", api_name="/chat") == "Echo: one"
-        assert first.predict("two", api_name="/chat") == "Echo: two"
-        limited = first.predict("three", api_name="/chat")
+        assert ask(first, "one") == "Echo: one"
+        assert ask(first, "two") == "Echo: two"
+        limited = ask(first, "three")
         assert limited.startswith(f"{NOTICE}You are sending messages faster than this demo allows. Wait ")
-        assert second.predict("four", api_name="/chat") == "Echo: four"  # a new session, the same IP: 3rd
-        assert "faster than this demo allows" in second.predict("five", api_name="/chat")  # the IP's 4th
+        assert ask(second, "four") == "Echo: four"  # a new session, the same IP: 3rd
+        assert "faster than this demo allows" in ask(second, "five")  # the IP's 4th
     assert [r.body["messages"][-1]["content"] for r in server.chat_requests] == ["one", "two", "four"]
 
 
@@ -127,14 +127,14 @@ def test_a_full_queue_tells_newcomers_to_try_again(server: FakeOpenAI):
     server.default = Reply(text="slow " * 20, delay=0.1)  # 2 s a reply
     with launched(remote_settings(server, concurrency=1, queue_size=1)) as url:
         first, second, third = (Client(url, verbose=False) for _ in range(3))
-        running = first.submit("hi", api_name="/chat")
+        running = submit(first, "hi")
         assert server.wait_for(lambda: server.streams_started == 1)
-        waiting = second.submit("hi", api_name="/chat")
+        waiting = submit(second, "hi")
         deadline = time.monotonic() + 5
         while waiting.status().code != Status.IN_QUEUE:
             assert time.monotonic() < deadline, waiting.status()
             time.sleep(0.02)
-        turned_away = third.submit("hi", api_name="/chat")
+        turned_away = submit(third, "hi")
         with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
             turned_away.result()
-        assert running.result().startswith("slow") and waiting.result().startswith("slow")
+        assert answer_text(running.result()).startswith("slow") and answer_text(waiting.result()).startswith("slow")

@@ -7,19 +7,25 @@ installed, and never under CI.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+import preflight
 from config import load_settings
 from errors import NOTICE
+from reply import CONTINUE
 from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import launched
+from tests.support import launched, png
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -58,13 +64,14 @@ window.fetch = async (...args) => {
   return response;
 };
 """
+ANSWERS = '[data-testid="bot"]:not(:has(.thought-group))'
 LONG_REPLY = "Hello there! " + " ".join(f"word{i}" for i in range(40))
 
 # Records every distinct text the newest assistant bubble shows, as the page renders it.
 RECORD_BOT_TEXTS = """
 window.__botTexts = [];
 const record = () => {
-  const bots = document.querySelectorAll('[data-testid="bot"]');
+  const bots = document.querySelectorAll('[data-testid="bot"]:not(:has(.thought-group))');
   if (!bots.length) return;
   const text = bots[bots.length - 1].innerText.trim();
   const seen = window.__botTexts;
@@ -120,7 +127,16 @@ class Chat:
 
     @property
     def bots(self):
-        return self.page.locator('[data-testid="bot"]')
+        """The answers: assistant bubbles other than the folded thinking and stats."""
+        return self.page.locator(ANSWERS)
+
+    def folded(self, title: str):
+        """The folded messages (thinking, stats) with this title."""
+        return (
+            self.page.locator('[data-testid="bot"]')
+            .filter(has=self.page.locator(".thought-group"))
+            .filter(has_text=title)
+        )
 
     @property
     def users(self):
@@ -179,7 +195,7 @@ def test_stop_keeps_the_partial_reply_and_closes_the_upstream_stream(chat: Chat,
     server.default = Reply(text=LONG_REPLY, delay=0.1)
     chat.send("Talk slowly")
     expect(chat.bots.last).to_contain_text("word3")
-    chat.page.locator('[data-testid="stop-button"]').click()
+    chat.page.get_by_role("button", name="Stop").click()
     assert server.wait_for(lambda: server.closed_early, timeout=5)
     chat.wait_for_reply()
     partial = chat.bots.last.inner_text().strip()
@@ -232,7 +248,7 @@ def test_undo_and_edit_work_as_gradio_documents(chat: Chat, server: FakeOpenAI):
     chat.users.first.hover()
     chat.page.get_by_role("button", name="Edit").click()
     chat.page.locator("textarea.edit-textarea").fill("changed")
-    chat.page.get_by_role("button", name="Submit").click()
+    chat.page.locator("button.icon-button[title=Submit]").click()  # the edit box's, not the textbox's
     expect(chat.bots).to_have_text(["Echo: changed"])
     expect(chat.users).to_have_text(["changed"])
     assert server.chat_requests[-1].body["messages"][1:] == [{"role": "user", "content": "changed"}]
@@ -302,3 +318,135 @@ def test_empty_messages_are_refused_by_the_textbox_and_trimming_is_announced(bro
             assert [e for e in chat.console_errors if "status of 422" not in e] == []
         finally:
             chat.close()
+
+
+def test_thinking_folds_stats_sit_under_the_reply_and_continue_resumes_a_cut_reply(chat: Chat, server: FakeOpenAI):
+    server.enqueue(
+        Reply(reasoning=[f"step {i}. " for i in range(8)], tokens=["The ", "answer ", "is ", "42."], delay=0.15)
+    )
+    chat.send("Think first")
+    thinking = chat.folded("Thinking")
+    expect(thinking).to_contain_text("step 0.")  # shown open while the model thinks
+    expect(chat.bots.last).to_have_text("The answer is 42.", timeout=10_000)
+    chat.wait_for_reply()
+    expect(thinking).not_to_contain_text("step 0.")  # folded once the answer began
+    thinking.get_by_text("Thinking").click()
+    expect(thinking).to_contain_text("step 7.")  # and it opens on a click
+    stats = chat.folded("Stats").last
+    expect(stats).to_contain_text(re.compile(r"s to first token · [\d.]+ tokens/s · \d+ prompt \+ 12 completion"))
+    (ROOT / "docs").mkdir(exist_ok=True)
+    chat.page.screenshot(path=ROOT / "docs" / "thinking-and-stats.png")
+
+    server.enqueue(Reply(text="Once upon a", finish_reason="length"))
+    chat.send("Tell a story")
+    expect(chat.bots.last).to_contain_text("cut off at the max-tokens limit")
+    chat.wait_for_reply()
+    server.enqueue(Reply(text=" time, a fox."))
+    chat.page.get_by_role("button", name="Continue").click()
+    expect(chat.users.last).to_have_text(CONTINUE)
+    expect(chat.bots.last).to_have_text(" time, a fox.".strip())
+    assert server.chat_requests[-1].body["messages"][-2]["content"] == "Once upon a"
+    assert chat.console_errors == []
+
+
+@pytest.fixture(scope="module")
+def picker_app_url(fake_server: FakeOpenAI) -> Iterator[str]:
+    fake_server.reset()
+    settings = remote_settings(fake_server)
+    # In a thread: Playwright's sync API keeps an event loop on this one, and the check runs its own.
+    with ThreadPoolExecutor(1) as pool:
+        models = pool.submit(preflight.run, settings, stream=False).result().models
+    with launched(settings, models) as url:
+        yield url
+
+
+def test_the_model_picker_switches_models_mid_conversation(browser, picker_app_url: str, fake_server: FakeOpenAI):
+    fake_server.reset()
+    chat = Chat(browser, picker_app_url)
+    try:
+        chat.send("first")
+        expect(chat.bots.last).to_have_text("Echo: first")
+        chat.wait_for_reply()
+        chat.page.get_by_label("Model (openai)").click()
+        chat.page.get_by_role("option", name="fake-model-2").click()
+        chat.send("second")
+        expect(chat.bots.last).to_have_text("Echo: second")
+        first, second = fake_server.chat_requests
+        assert (first.body["model"], second.body["model"]) == ("fake-model", "fake-model-2")
+        assert len(second.body["messages"]) == 4  # the conversation carried over
+    finally:
+        chat.close()
+
+
+def test_export_downloads_both_files_and_import_restores_the_chat(browser, chat: Chat, server: FakeOpenAI, tmp_path):
+    chat.send("Remember apples")
+    expect(chat.bots.last).to_have_text("Echo: Remember apples")
+    chat.wait_for_reply()
+    chat.page.get_by_role("button", name="Export chat (Markdown + JSON)").click()
+    link = chat.page.locator("a[href$='.json']")
+    expect(chat.page.locator("a[href$='.md']")).to_be_visible()
+    with chat.page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "chat.json"
+    download.value.save_as(saved)
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    assert [m["content"] for m in document["messages"] if m["role"] == "user"] == ["Remember apples"]
+
+    fresh = Chat(browser, chat.page.url)  # another visitor, empty chat
+    try:
+        with fresh.page.expect_file_chooser() as chooser:
+            fresh.page.get_by_role("button", name="Import chat (JSON)").click()
+        chooser.value.set_files(saved)
+        expect(fresh.users).to_have_text(["Remember apples"])
+        expect(fresh.bots).to_have_text(["Echo: Remember apples"])
+        fresh.send("Which fruit?")
+        expect(fresh.bots.last).to_have_text("Echo: Which fruit?")
+        assert [m["content"] for m in server.chat_requests[-1].body["messages"][1:]] == [
+            "Remember apples",
+            "Echo: Remember apples",
+            "Which fruit?",
+        ]
+        assert fresh.console_errors == []
+    finally:
+        fresh.close()
+
+
+def test_an_attached_image_shows_in_the_chat_and_reaches_the_provider(chat: Chat, server: FakeOpenAI, tmp_path):
+    picture = tmp_path / "red.png"
+    data = png(picture)
+    with chat.page.expect_file_chooser() as chooser:
+        chat.page.get_by_role("button", name="Upload a file").click()
+    chooser.value.set_files(picture)
+    expect(chat.page.locator("img[alt='red.png'], img[src*='red.png']").first).to_be_visible()
+    chat._bots_before = chat.bots.count()
+    chat.textbox.fill("What colour?")
+    chat.textbox.press("Enter")
+    expect(chat.bots.last).to_have_text("Echo: What colour?")
+    chat.wait_for_reply()
+    expect(chat.users.locator("img").first).to_be_visible()  # the image is in the user's bubble
+    parts = server.chat_requests[-1].body["messages"][-1]["content"]
+    assert parts[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def test_history_stays_out_of_the_browser_unless_save_history_is_on(browser, fake_server: FakeOpenAI):
+    fake_server.reset()
+    for save_history in (False, True):
+        with launched(remote_settings(fake_server, save_history=save_history)) as url:
+            chat = Chat(browser, url)
+            try:
+                chat.send(f"secret plan {save_history}")
+                expect(chat.bots.last).to_have_text(f"Echo: secret plan {save_history}")
+                chat.wait_for_reply()
+                chat.page.wait_for_timeout(500)  # the save runs after the reply
+                # Gradio encrypts what it keeps in localStorage, so what counts is what a reload shows.
+                chat.page.reload()
+                expect(chat.textbox).to_be_editable()
+                past_chats = chat.page.get_by_text(f"secret plan {save_history}")
+                if save_history:  # listed in the side panel
+                    expect(past_chats.first).to_be_visible()
+                    expect(chat.page.get_by_role("button", name="New chat")).to_be_visible()
+                else:
+                    chat.page.wait_for_timeout(1000)
+                    expect(past_chats).to_have_count(0)
+            finally:
+                chat.close()

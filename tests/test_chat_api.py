@@ -9,15 +9,16 @@ from gradio_client.exceptions import AppError
 
 from tests.conftest import SENTINEL_KEY
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import answer_text, ask, submit
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(40))
 
 
 def stream(client: Client, message: str, *params) -> tuple[list[str], str]:
     """Send a message; return every update the client saw and the final reply."""
-    job = client.submit(message, *params, api_name="/chat")
-    updates = [update for update in job]
-    return updates, job.result()
+    job = submit(client, message, *params)
+    updates = [answer_text(update) for update in job]
+    return updates, answer_text(job.result())
 
 
 def test_a_reply_arrives_in_several_increments(client: Client, server: FakeOpenAI):
@@ -30,8 +31,8 @@ def test_a_reply_arrives_in_several_increments(client: Client, server: FakeOpenA
 
 
 def test_the_system_prompt_leads_every_request_and_history_roles_are_right(client: Client, server: FakeOpenAI):
-    assert client.predict("first", api_name="/chat") == "Echo: first"
-    assert client.predict("second", "You are terse.", api_name="/chat") == "Echo: second"
+    assert ask(client, "first") == "Echo: first"
+    assert ask(client, "second", "You are terse.") == "Echo: second"
     first, second = (r.body["messages"] for r in server.chat_requests)
     assert first == [
         {"role": "system", "content": "You are a helpful assistant."},
@@ -55,7 +56,7 @@ def test_browser_shaped_and_forged_history_is_sanitised(client: Client, server: 
         {"role": "tool", "content": [{"type": "text", "text": "tool output"}]},
     ]
     client.predict(forged, api_name="/lambda")
-    assert client.predict("And now?", api_name="/chat") == "Echo: And now?"
+    assert ask(client, "And now?") == "Echo: And now?"
     assert server.chat_requests[-1].body["messages"] == [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Hi"},
@@ -65,22 +66,22 @@ def test_browser_shaped_and_forged_history_is_sanitised(client: Client, server: 
 
 
 def test_generation_parameters_reach_the_provider(client: Client, server: FakeOpenAI):
-    client.predict("hi", "sys", 0.3, 256, 0.9, api_name="/chat")
+    ask(client, "hi", "sys", 0.3, 256, 0.9)
     body = server.chat_requests[-1].body
     assert (body["temperature"], body["max_tokens"], body["top_p"], body["model"]) == (0.3, 256, 0.9, "fake-model")
 
 
 def test_out_of_range_parameters_are_refused_before_reaching_the_provider(client: Client, server: FakeOpenAI):
     with pytest.raises(AppError, match="greater than maximum value 4096"):
-        client.predict("hi", "sys", 0.7, 10**9, 1.0, api_name="/chat")
+        ask(client, "hi", "sys", 0.7, 10**9, 1.0)
     with pytest.raises(AppError, match="greater than maximum value 2"):
-        client.predict("hi", "sys", 9.0, 100, 1.0, api_name="/chat")
+        ask(client, "hi", "sys", 9.0, 100, 1.0)
     assert server.chat_requests == []
 
 
 def test_cancel_closes_the_upstream_stream_within_a_second(client: Client, server: FakeOpenAI):
     server.default = Reply(text=LONG_REPLY, delay=0.2)
-    job = client.submit("Go on", api_name="/chat")
+    job = submit(client, "Go on")
     assert server.wait_for(lambda: server.streams_started == 1)
     time.sleep(0.5)  # a few tokens in
     cancelled_at = time.monotonic()
@@ -89,11 +90,11 @@ def test_cancel_closes_the_upstream_stream_within_a_second(client: Client, serve
     assert server.closed_early[0] - cancelled_at < 1.0
     assert server.open_streams == 0
     server.default = Reply()
-    assert client.predict("still there?", api_name="/chat") == "Echo: still there?"
+    assert ask(client, "still there?") == "Echo: still there?"
 
 
 def test_the_key_reaches_the_provider_and_nothing_else(client: Client, server: FakeOpenAI, app_url: str):
-    reply = client.predict("hi", api_name="/chat")
+    reply = ask(client, "hi")
     assert server.chat_requests[-1].headers["authorization"] == f"Bearer {SENTINEL_KEY}"
     assert SENTINEL_KEY not in reply
     import httpx

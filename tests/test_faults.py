@@ -11,7 +11,7 @@ from providers.base import GenerationParams
 from providers.openai_compatible import OpenAICompatible
 from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import free_port, launched
+from tests.support import ask, free_port, launched
 
 PARTIAL = "The first three"  # what the server sends before a mid-stream fault
 BEFORE_FAULT = dict(text=PARTIAL + " words and then more", fault_after=3)
@@ -44,7 +44,7 @@ FAULTS = {
     "bad JSON chunk": (Reply(fault="bad_json", **BEFORE_FAULT), "malformed chunk (not JSON)"),
     "stall": (Reply(fault="stall", **BEFORE_FAULT), "The provider sent nothing for 2 s"),
     "truncated": (Reply(fault="truncate", **BEFORE_FAULT), "stream ended without saying it was finished"),
-    "max tokens": (Reply(finish_reason="length", text=PARTIAL), "reached the max-tokens limit"),
+    "max tokens": (Reply(finish_reason="length", text=PARTIAL), "cut off at the max-tokens limit"),
     "empty reply": (Reply(tokens=[]), "The model sent an empty reply"),
 }
 
@@ -53,17 +53,18 @@ FAULTS = {
 def test_fault_gives_a_readable_line_and_the_chat_goes_on(case: str, client: Client, server: FakeOpenAI):
     reply, sentence = FAULTS[case]
     server.enqueue(reply)
-    answer = client.predict("Question one", api_name="/chat")
+    answer = ask(client, "Question one")
     assert sentence in answer
     assert NOTICE in answer
     assert "Traceback" not in answer and SENTINEL_KEY not in answer
     mid_stream = reply.fault is not None or reply.finish_reason == "length"
     if mid_stream:
         assert answer.startswith(PARTIAL + "\n\n")  # the partial reply is kept...
-        assert "The reply above is incomplete." in answer  # ...and marked
+        # ...and marked: broken off, or cut at the limit, which offers to continue
+        assert ("Press Continue" if reply.finish_reason == "length" else "The reply above is incomplete.") in answer
     # The next turn works. The provider gets the partial text back, never our notice; a
     # question that got no reply at all stays, merged into the next user turn.
-    assert client.predict("Question two", api_name="/chat").endswith("Question two")
+    assert ask(client, "Question two").endswith("Question two")
     history = server.chat_requests[-1].body["messages"]
     if mid_stream:
         assert history[1:] == [
@@ -78,7 +79,7 @@ def test_fault_gives_a_readable_line_and_the_chat_goes_on(case: str, client: Cli
 def test_connection_refused(server: FakeOpenAI):
     settings = remote_settings(server, base_url=f"http://127.0.0.1:{free_port()}/v1")
     with launched(settings) as url:
-        answer = Client(url, verbose=False).predict("Hello?", api_name="/chat")
+        answer = ask(Client(url, verbose=False), "Hello?")
     assert answer == (
         f"{NOTICE}Could not connect to the provider at {settings.base_url}. "
         "Check that it is running and the URL is right."
@@ -88,7 +89,7 @@ def test_connection_refused(server: FakeOpenAI):
 def test_total_deadline(server: FakeOpenAI):
     server.default = Reply(text="one two three four five six", delay=0.3)
     with launched(remote_settings(server, deadline=1.0)) as url:
-        answer = Client(url, verbose=False).predict("Slowly, please", api_name="/chat")
+        answer = ask(Client(url, verbose=False), "Slowly, please")
     assert answer.startswith("one two")
     assert answer.endswith(
         "The reply took longer than 1 s and was stopped. The reply above is incomplete. "
@@ -103,7 +104,11 @@ def test_retries_before_the_first_token_are_invisible(server: FakeOpenAI):
 
     async def reply() -> str:
         return "".join(
-            [delta async for delta in backend.stream([{"role": "user", "content": "hi"}], GenerationParams())]
+            [
+                event
+                async for event in backend.stream([{"role": "user", "content": "hi"}], GenerationParams())
+                if isinstance(event, str)
+            ]
         )
 
     assert asyncio.run(reply()) == "Echo: hi"

@@ -20,7 +20,7 @@ import httpx
 from gradio_client import Client
 
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import free_port, rss_mb
+from tests.support import answer_text, free_port, rss_mb, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, SECONDS = 64, 60.0
@@ -29,15 +29,15 @@ REPLY_TOKENS = 40  # at 20 ms each: 0.8 s a reply
 
 async def chat_once(client: httpx.AsyncClient, url: str, fn_index: int, session: str, message: str) -> str:
     """One message through Gradio's queue, as the browser sends it; returns the final reply."""
-    join = {"data": [message, None, "Be brief.", 0.7, 1024, 1.0], "fn_index": fn_index, "session_hash": session,
-            "event_data": None, "trigger_id": None}  # fmt: skip
+    data = [{"text": message, "files": []}, None, "Be brief.", 0.7, 1024, 1.0, "fake-model"]
+    join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
     (await client.post(url + "gradio_api/queue/join", json=join)).raise_for_status()
     async with client.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as stream:
         async for line in stream.aiter_lines():
             if line.startswith("data:") and (event := json.loads(line[5:]))["msg"] == "process_completed":
                 if not event.get("success"):
                     raise RuntimeError(f"failed: {event}")
-                return event["output"]["data"][0]
+                return answer_text(event["output"]["data"][0])
     raise RuntimeError("the stream ended without a result")
 
 
@@ -117,7 +117,7 @@ def test_200_start_then_cancel_cycles_leak_nothing(client: Client, server: FakeO
 
     def cycle() -> None:
         started = server.streams_started
-        job = client.submit("Go", api_name="/chat")
+        job = submit(client, "Go")
         assert server.wait_for(lambda: server.streams_started > started, timeout=10)
         job.cancel()
 

@@ -1,7 +1,6 @@
 """The embedded default: SmolLM2-135M-Instruct run in-process by llama-cpp-python."""
 
 import asyncio
-import contextlib
 import time
 
 import pytest
@@ -9,10 +8,10 @@ from gradio_client import Client
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from config import load_settings
-from errors import NOTICE, ReplyCutOff
-from providers.base import GenerationParams
+from errors import NOTICE
+from providers.base import Finish, GenerationParams, Usage
 from providers.local import LocalLlama
-from tests.support import launched
+from tests.support import answer_text, launched, submit
 
 SHORT = GenerationParams(temperature=0.0, max_tokens=48)
 
@@ -28,11 +27,10 @@ def backend(settings) -> LocalLlama:
 
 
 async def collect(backend: LocalLlama, prompt: str, params: GenerationParams = SHORT) -> list[str]:
-    chunks: list[str] = []
-    with contextlib.suppress(ReplyCutOff):  # a short max_tokens may cut the reply; the text is what counts
-        async for delta in backend.stream([{"role": "user", "content": prompt}], params):
-            chunks.append(delta)
-    return chunks
+    """The answer's text chunks."""
+    return [
+        event async for event in backend.stream([{"role": "user", "content": prompt}], params) if isinstance(event, str)
+    ]
 
 
 def test_the_embedded_model_streams_a_reply(backend: LocalLlama):
@@ -50,6 +48,19 @@ def test_two_requests_at_once_are_served_one_after_the_other(backend: LocalLlama
 
     first, second = asyncio.run(both())
     assert "".join(first).strip() and "".join(second).strip()
+
+
+def test_the_embedded_model_reports_the_token_counts_llama_cpp_gives_for_an_unstreamed_reply(backend: LocalLlama):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi in five words."}]
+
+    async def events() -> list:
+        return [event async for event in backend.stream(messages, SHORT)]
+
+    streamed = asyncio.run(events())
+    whole = backend.llm.create_chat_completion(messages=messages, temperature=0.0, max_tokens=SHORT.max_tokens)
+    assert "".join(e for e in streamed if isinstance(e, str)) == whole["choices"][0]["message"]["content"]
+    assert Finish(whole["choices"][0]["finish_reason"]) in streamed
+    assert streamed[-1] == Usage(whole["usage"]["prompt_tokens"], whole["usage"]["completion_tokens"])
 
 
 def test_stop_ends_the_generation_at_once(backend: LocalLlama):
@@ -96,10 +107,8 @@ def test_control_tokens_typed_by_a_user_cannot_open_a_new_role(backend: LocalLla
 
 def test_the_app_streams_the_local_model_through_the_api(settings):
     with launched(settings) as url:
-        job = Client(url, verbose=False).submit(
-            "What is the sea? Answer in one sentence.", "", 0.0, 400, 1.0, api_name="/chat"
-        )
-        updates = list(job)
-        final = job.result()
+        job = submit(Client(url, verbose=False), "What is the sea? Answer in one sentence.", "", 0.0, 400, 1.0)
+        updates = [answer_text(update) for update in job]
+        final = answer_text(job.result())
     assert len(set(updates)) >= 2
     assert final.strip() and NOTICE not in final

@@ -1,4 +1,4 @@
-"""The coalescing relay: first text at once, batched updates, final text always, clean cancel."""
+"""The coalescing relay: first text at once, batched updates, the whole reply at the end, clean cancel."""
 
 import asyncio
 import itertools
@@ -8,6 +8,7 @@ import pytest
 
 from errors import DeadlineExceeded
 from relay import coalesce
+from reply import Reply
 
 
 def run(coro):
@@ -15,7 +16,10 @@ def run(coro):
 
 
 async def collect(source, interval=0.05, deadline=30.0) -> list[str]:
-    return [text async for text in coalesce(source, interval, deadline)]
+    """The texts shown while streaming, then the final one, which the caller shows."""
+    reply = Reply()
+    shown = [update.text async for update in coalesce(source, reply, interval, deadline)]
+    return [*shown, reply.text]
 
 
 def test_updates_are_cumulative_append_only_and_end_with_the_whole_text():
@@ -24,10 +28,10 @@ def test_updates_are_cumulative_append_only_and_end_with_the_whole_text():
             await asyncio.sleep(0.002)
             yield f"t{i} "
 
-    updates = run(collect(source()))
-    assert updates[-1] == "".join(f"t{i} " for i in range(50))
-    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(updates))
-    assert len(set(updates)) == len(updates)
+    *shown, final = run(collect(source()))
+    assert final == "".join(f"t{i} " for i in range(50))
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise([*shown, final]))
+    assert len(set(shown)) == len(shown) >= 1
 
 
 def test_fast_tokens_are_batched_to_about_one_update_per_interval():
@@ -58,11 +62,13 @@ def test_first_text_is_shown_before_the_source_produces_more():
         yield " second"
 
     async def consume():
-        async for text in coalesce(source(), interval=1.0, deadline=30):
-            events.append(f"shown {text!r}")
+        reply = Reply()
+        async for update in coalesce(source(), reply, interval=1.0, deadline=30):
+            events.append(f"shown {update.text!r}")
+        events.append(f"ended {reply.text!r}")
 
     run(consume())
-    assert events == ["shown 'first'", "source produced more", "shown 'first second'"]
+    assert events == ["shown 'first'", "source produced more", "ended 'first second'"]
 
 
 def test_text_gathered_during_a_pause_is_shown_without_waiting_for_the_next_token():
@@ -77,11 +83,13 @@ def test_text_gathered_during_a_pause_is_shown_without_waiting_for_the_next_toke
         yield "c"
 
     async def consume():
-        async for text in coalesce(source(), interval=0.05, deadline=30):
-            events.append(f"shown {text!r}")
+        reply = Reply()
+        async for update in coalesce(source(), reply, interval=0.05, deadline=30):
+            events.append(f"shown {update.text!r}")
+        events.append(f"ended {reply.text!r}")
 
     run(consume())
-    assert events == ["shown 'a'", "shown 'ab'", "source resumed after pause", "shown 'abc'"]
+    assert events == ["shown 'a'", "shown 'ab'", "source resumed after pause", "ended 'abc'"]
 
 
 def test_a_failing_source_shows_its_text_then_raises():
@@ -91,13 +99,14 @@ def test_a_failing_source_shows_its_text_then_raises():
         raise ConnectionError("boom")
 
     async def consume():
-        updates = []
+        reply = Reply()
         with pytest.raises(ConnectionError):
-            async for text in coalesce(source(), interval=0.05, deadline=30):
-                updates.append(text)
-        return updates
+            async for _ in coalesce(source(), reply, interval=0.05, deadline=30):
+                pass
+        return reply
 
-    assert run(consume())[-1] == "partial text"
+    reply = run(consume())
+    assert reply.text == "partial text" and reply.ended is not None
 
 
 def test_the_deadline_stops_a_reply_that_takes_too_long():
@@ -140,4 +149,4 @@ def test_an_empty_source_yields_nothing():
         return
         yield
 
-    assert run(collect(source())) == []
+    assert run(collect(source())) == [""]  # nothing shown while streaming; an empty final reply

@@ -9,7 +9,7 @@ from gradio_client.exceptions import AuthenticationError
 
 from tests.conftest import SENTINEL_KEY
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import free_port
+from tests.support import ask, free_port
 from tests.test_startup import base_env, spawn, wait_until_serving
 
 
@@ -38,7 +38,7 @@ def test_the_key_is_in_no_page_api_answer_error_or_log(fake_server: FakeOpenAI):
         for path in ("", "config", "gradio_api/info", "gradio_api/openapi.json", "theme.css"):
             seen.append(httpx.get(url + path, timeout=10).text)
         client = Client(url, verbose=False)
-        seen.append(client.predict("hello", api_name="/chat"))
+        seen.append(ask(client, "hello"))
         # Providers that echo the key back in their errors, before and during a stream.
         fake_server.enqueue(
             Reply(status=401, error_message=f"Incorrect API key provided: {SENTINEL_KEY}"),
@@ -48,7 +48,7 @@ def test_the_key_is_in_no_page_api_answer_error_or_log(fake_server: FakeOpenAI):
             Reply(fault="bad_json", text="a b c d"),
         )
         for turn in range(5):
-            seen.append(client.predict(f"turn {turn}", api_name="/chat"))
+            seen.append(ask(client, f"turn {turn}"))
         assert fake_server.chat_requests[-1].headers["authorization"] == f"Bearer {SENTINEL_KEY}"  # it was used
     seen += logs
     assert any("refused the API key" in text for text in seen)
@@ -67,5 +67,5 @@ def test_login_is_required_when_auth_is_set(fake_server: FakeOpenAI):
             Client(url, verbose=False)
         with pytest.raises(ValueError, match="Could not login"):  # Gradio refuses the wrong password
             Client(url, auth=("alice", "wrong"), verbose=False)
-        assert Client(url, auth=("alice", "wonderland-42"), verbose=False).predict("hi", api_name="/chat") == "Echo: hi"
+        assert ask(Client(url, auth=("alice", "wonderland-42"), verbose=False), "hi") == "Echo: hi"
     assert not [line for line in logs if "wonderland-42" in line]

@@ -15,7 +15,7 @@ from gradio_client import Client
 from config import default_gguf
 from tests.conftest import SENTINEL_KEY
 from tests.fake_openai import FakeOpenAI
-from tests.support import free_port
+from tests.support import ask, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def test_python_app_py_starts_and_chats(provider: str, fake_server: FakeOpenAI):
     try:
         wait_until_serving(proc, lines, output)
         assert expected + "\n" in output
-        reply = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("Hi!", api_name="/chat")
+        reply = ask(Client(f"http://127.0.0.1:{port}/", verbose=False), "Hi!")
         assert reply.strip()
         if provider != "local":
             assert reply == "Echo: Hi!"

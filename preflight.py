@@ -1,0 +1,126 @@
+"""Preflight: can this configuration chat? `python app.py --check`, and a short check at startup."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import openai
+
+from config import LOCAL, ConfigError, Settings
+from errors import IncompleteReply, describe
+from providers.base import GenerationParams
+from providers.registry import create_backend
+from reply import Reply
+
+PROBE = [{"role": "user", "content": "Reply with one word: ready"}]
+MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: Literal["ok", "warn", "fail"]
+    check: str
+    detail: str  # for a failure: what happened, then the fix
+
+
+@dataclass
+class Report:
+    settings: Settings
+    findings: list[Finding] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # what the provider lists; empty if it did not say
+
+    @property
+    def ok(self) -> bool:
+        return all(finding.status != "fail" for finding in self.findings)
+
+    def add(self, status: Literal["ok", "warn", "fail"], check: str, detail: str) -> None:
+        self.findings.append(Finding(status, check, detail))
+
+    def render(self) -> str:
+        s = self.settings
+        where = s.gguf_path if s.provider == LOCAL else s.base_url
+        lines = [f"Checking {s.provider} ({where}), model {s.model}:"]
+        lines += [f"  {MARKS[f.status]} {f.check}: {f.detail}" for f in self.findings]
+        problems = sum(f.status == "fail" for f in self.findings)
+        lines.append("  All checks passed." if not problems else f"  {problems} problem(s): fix them and run again.")
+        return "\n".join(lines)
+
+
+def run(settings: Settings, *, stream: bool) -> Report:
+    """Check the provider. stream=False is the short startup check: no generation, nothing billed."""
+    report = Report(settings)
+    if settings.provider == LOCAL and not stream:
+        report.models = [settings.model]  # loading the model at startup is the check
+        return report
+    asyncio.run(_run(report, stream))
+    return report
+
+
+async def _run(report: Report, stream: bool) -> None:
+    s = report.settings
+    started = time.monotonic()
+    try:
+        backend = create_backend(s)  # its own client: an async client belongs to the event loop it first ran on
+    except ConfigError as exc:
+        report.add("fail", "Model file", str(exc))
+        return
+    if s.provider == LOCAL:
+        report.add("ok", "Model file", f"{s.gguf_path.name} loaded in {time.monotonic() - started:.1f} s")
+    elif not await _check_listing(report, backend):
+        return
+    if stream:
+        await _check_stream(report, backend)
+
+
+async def _check_listing(report: Report, backend) -> bool:
+    """Reachability, the key and the model, from GET /models. False: no point going on."""
+    s = report.settings
+    try:
+        report.models = await backend.list_models()
+    except openai.NotFoundError:
+        report.add("warn", "Reachable", f"{s.base_url} answers but lists no models (404 on /models)")
+        report.add("warn", "Model", f"cannot tell whether {s.model} exists until the first reply")
+        return True
+    except Exception as exc:
+        check = "Key" if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)) else "Reachable"
+        report.add("fail", check, describe(exc, s, partial=False))
+        return False
+    key = f"key from {s.key_env} accepted" if s.api_key else "no key sent"
+    report.add("ok", "Reachable", f"{s.base_url} answered; {key}; {len(report.models)} models listed")
+    if s.model in report.models:
+        report.add("ok", "Model", f"{s.model} is listed")
+    else:
+        sample = ", ".join(report.models[:8]) + (", …" if len(report.models) > 8 else "")
+        report.add("fail", "Model", f"{s.model} is not among the models listed ({sample}). Pass --model with one.")
+        return False
+    if unknown := [model for model in s.models if model not in report.models]:
+        report.add("warn", "Model picker", f"not listed by the provider, so left out: {', '.join(unknown)}")
+    return True
+
+
+async def _check_stream(report: Report, backend) -> None:
+    s = report.settings
+    reply = Reply()
+    try:
+        async with asyncio.timeout(s.deadline):
+            async for event in backend.stream(PROBE, GenerationParams(temperature=0, max_tokens=16)):
+                reply.add(event)
+        reply.finish()
+        if reply.finish_reason is None:
+            raise IncompleteReply
+    except Exception as exc:
+        report.add("fail", "Streaming", describe(exc, s, partial=False))
+        return
+    if not (reply.text or reply.reasoning):
+        report.add("fail", "Streaming", f"The stream ended with no text. Check that {s.model} is a chat model.")
+        return
+    first = (reply.first_token or reply.started) - reply.started
+    report.add("ok", "Streaming", f"first token after {first:.2f} s; finish reason {reply.finish_reason}")
+    if reply.usage:
+        usage = reply.usage
+        report.add("ok", "Usage", f"reported ({usage.prompt_tokens} prompt + {usage.completion_tokens} completion)")
+    else:
+        report.add("warn", "Usage", "not reported; token counts under each reply are estimates, marked ≈")

@@ -1,0 +1,96 @@
+"""Files in the multimodal textbox: images as image_url parts, text files inline, clear refusals."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from config import load_settings
+from errors import UnreadableAttachment
+from history import to_provider_messages
+from tests.fake_openai import FakeOpenAI
+from tests.support import answer_text, ask, launched, message, png
+
+
+def test_an_image_goes_as_an_image_url_part_and_stays_in_the_conversation(
+    client: Client, server: FakeOpenAI, tmp_path: Path
+):
+    image = png(tmp_path / "red.png")
+    assert ask(client, "What colour is this?", files=(str(tmp_path / "red.png"),)) == "Echo: What colour is this?"
+    (user,) = server.chat_requests[-1].body["messages"][1:]
+    text, picture = user["content"]
+    assert text == {"type": "text", "text": "What colour is this?"}
+    assert picture["type"] == "image_url"
+    prefix, encoded = picture["image_url"]["url"].split(",", 1)
+    assert prefix == "data:image/png;base64" and base64.b64decode(encoded) == image
+
+    ask(client, "Are you sure?")  # the image goes again with the history, so the model still sees it
+    earlier = server.chat_requests[-1].body["messages"][1]
+    assert earlier["content"][1] == picture
+
+
+def test_a_text_file_is_inlined_into_the_message(client: Client, server: FakeOpenAI, tmp_path: Path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Plan\n- ship it ✓\n", encoding="utf-8")
+    ask(client, "Summarise", files=(str(notes),))
+    assert server.chat_requests[-1].body["messages"][-1] == {
+        "role": "user",
+        "content": "Summarise\n\nnotes.md:\n```\n# Plan\n- ship it ✓\n\n```",
+    }
+
+
+def test_a_file_that_is_neither_image_nor_text_is_refused_with_its_name(
+    client: Client, server: FakeOpenAI, tmp_path: Path
+):
+    blob = tmp_path / "data.bin"
+    blob.write_bytes(bytes(range(256)) * 4)
+    reply = ask(client, "Read this", files=(str(blob),))
+    assert reply == (
+        "⚠️ Could not read the attached file data.bin: it is neither an image (PNG, JPEG, GIF, WebP) nor UTF-8 text. "
+        "Attach images or text files."
+    )
+    assert server.chat_requests == []
+    assert ask(client, "Never mind") == "Echo: Read this\n\nNever mind"  # the chat goes on
+
+
+def test_a_forged_history_cannot_make_the_app_read_a_file_of_the_server(client: Client, server: FakeOpenAI):
+    forged = [{"role": "user", "content": [{"type": "file", "file": {"path": "/etc/passwd"}}]}]
+    with contextlib.suppress(Exception):  # Gradio itself may refuse the path; either way nothing may be read
+        client.predict(forged, api_name="/lambda")
+    ask(client, "Hi")
+    assert "root:" not in json.dumps([r.body for r in server.chat_requests])
+
+
+def test_only_uploaded_files_are_ever_read():
+    # The shapes a history can hold: the API session's {"path"} and the browser's {"type": "file"}.
+    history = [
+        {"role": "user", "content": [{"path": "/etc/passwd"}, "look"]},
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/etc/passwd"}}]},
+    ]
+    assert to_provider_messages("", history, "next") == [{"role": "user", "content": "look\n\nnext"}]
+    with pytest.raises(UnreadableAttachment, match="not a file uploaded to this app"):
+        to_provider_messages("", [], {"text": "read", "files": ["/etc/passwd"]})
+
+
+@pytest.fixture(scope="module")
+def local_url():
+    with launched(load_settings([], {})) as url:
+        yield url
+
+
+def test_the_embedded_model_declines_images_clearly_and_chats_on(local_url: str, tmp_path: Path):
+    png(tmp_path / "cat.png")
+    client = Client(local_url, verbose=False)
+    settings = ("", 0.0, 16, 1.0)
+    declined = client.predict(message("What is this?", str(tmp_path / "cat.png")), *settings, api_name="/chat")
+    assert answer_text(declined) == (
+        "⚠️ The SmolLM2-135M-Instruct.Q4_1 model cannot see images, so the message was not sent. Remove the image, "
+        "or run the app with a vision model (e.g. --provider openai --model gpt-4o-mini)."
+    )
+    assert len(declined) == 1  # no stats: nothing was generated
+    assert ask(client, "Say hi.", *settings).strip()  # the next message works; the image is left out

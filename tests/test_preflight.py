@@ -1,0 +1,117 @@
+"""`python app.py --check`: a plain-language diagnosis of the configuration, and its exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SENTINEL_KEY
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import free_port
+from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+
+
+def check(server: FakeOpenAI | None, *flags: str, base_url: str | None = None) -> tuple[int, str]:
+    """Run the preflight as a user would; returns (exit code, output)."""
+    env = base_env(free_port())
+    if server or base_url:
+        env |= {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": base_url or server.base_url, "CHAT_MAX_RETRIES": "0"}
+    result = subprocess.run(
+        [sys.executable, "app.py", "--check", *flags],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert SENTINEL_KEY not in output
+    return result.returncode, output
+
+
+def test_a_healthy_provider_passes_every_check(server: FakeOpenAI):
+    code, output = check(server, "--model", "fake-model")
+    assert code == 0, output
+    assert f"Checking openai ({server.base_url}), model fake-model:" in output
+    assert "✓ Reachable: " in output and "key from OPENAI_API_KEY accepted; 2 models listed" in output
+    assert "✓ Model: fake-model is listed" in output
+    assert "✓ Streaming: first token after " in output and "finish reason stop" in output
+    assert "✓ Usage: reported (" in output
+    assert "All checks passed." in output
+    assert server.chat_requests[-1].body["max_tokens"] == 16  # a probe, not a conversation
+
+
+def test_no_usage_is_a_warning_not_a_failure(server: FakeOpenAI):
+    server.default = Reply(usage=False)
+    code, output = check(server, "--model", "fake-model")
+    assert code == 0, output
+    assert "! Usage: not reported; token counts under each reply are estimates, marked ≈" in output
+
+
+@pytest.mark.parametrize(
+    ("setup", "model", "diagnosis"),
+    [
+        (
+            lambda s: setattr(s, "default", Reply(status=401)),
+            "fake-model",
+            None,  # 401 is checked via the models listing below
+        ),
+        (None, "no-such-model", "✗ Model: no-such-model is not among the models listed (fake-model, fake-model-2)."),
+        (lambda s: setattr(s, "default", Reply(fault="truncate")), "fake-model", "✗ Streaming: The provider's stream"),
+    ],
+    ids=["models-ok-stream-401", "unknown-model", "stream-ends-early"],
+)
+def test_each_failure_is_named_with_its_fix_and_exits_1(server: FakeOpenAI, setup, model, diagnosis):
+    if setup:
+        setup(server)
+    code, output = check(server, "--model", model)
+    assert code == 1, output
+    assert "problem(s): fix them and run again." in output
+    if diagnosis:
+        assert diagnosis in output, output
+    else:
+        assert "✗ Streaming: The provider refused the API key (401 Unauthorized). Check OPENAI_API_KEY." in output
+
+
+def test_a_refused_key_on_listing_stops_the_checks(server: FakeOpenAI):
+    server.models_status = 401
+    code, output = check(server, "--model", "fake-model")
+    assert code == 1
+    assert "✗ Key: The provider refused the API key (401 Unauthorized). Check OPENAI_API_KEY." in output
+    assert "Streaming" not in output and server.chat_requests == []
+
+
+def test_an_unreachable_server_says_where_it_looked():
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    code, output = check(None, "--model", "m", base_url=url)
+    assert code == 1
+    assert f"✗ Reachable: Could not connect to the provider at {url}." in output
+    assert "Check that it is running and the URL is right." in output
+
+
+def test_a_server_that_lists_no_models_is_warned_about_and_still_checked(server: FakeOpenAI):
+    server.models_status = 404
+    code, output = check(server, "--model", "fake-model")
+    assert code == 0, output
+    assert "! Reachable: " in output and "lists no models (404 on /models)" in output
+    assert "✓ Streaming" in output
+
+
+def test_the_embedded_model_checks_its_file_and_generation():
+    code, output = check(None)
+    assert code == 0, output
+    assert "✓ Model file: SmolLM2-135M-Instruct.Q4_1.gguf loaded in " in output
+    assert "✓ Streaming" in output and "✓ Usage: reported (" in output
+
+
+def test_startup_prints_the_short_check_and_serves_even_when_the_provider_is_down():
+    port = free_port()
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    env = base_env(port) | {"OPENAI_BASE_URL": url, "CHAT_MODEL": "m"}
+    proc, lines = spawn(env)
+    seen: list[str] = []
+    try:
+        wait_until_serving(proc, lines, seen)  # it starts anyway: the provider may come up later
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    output = "".join(seen)
+    assert f"✗ Reachable: Could not connect to the provider at {url}." in output

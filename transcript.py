@@ -1,0 +1,130 @@
+"""Export a conversation as Markdown or JSON with the exact config it ran with; import the JSON back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from config import VERSION, Settings
+from history import files_of, text_of
+from reply import STATS
+
+FORMAT = "gradio-stream-chat"
+
+
+class ImportProblem(Exception):
+    """Why a file cannot be imported, in a sentence."""
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """What produced a conversation: everything needed to continue it, except the key."""
+
+    provider: str
+    base_url: str | None
+    model: str
+    system_prompt: str
+    temperature: float
+    max_tokens: int
+    top_p: float
+
+
+def config_of(settings: Settings, model: str, system_prompt: str, temperature: float, max_tokens: float, top_p: float):
+    return ChatConfig(settings.provider, settings.base_url, model, system_prompt, temperature, int(max_tokens), top_p)
+
+
+def _messages(history: Any) -> list[dict]:
+    """The conversation as plain JSON: role, text, and the metadata of thinking and stats."""
+    out = []
+    for entry in history if isinstance(history, list) else []:
+        if not isinstance(entry, dict) or entry.get("role") not in ("user", "assistant"):
+            continue
+        message: dict = {"role": entry["role"], "content": text_of(entry.get("content"))}
+        metadata = entry.get("metadata")
+        if isinstance(metadata, dict) and metadata.get("title"):
+            message["metadata"] = {k: v for k, v in metadata.items() if v is not None}
+        if files := files_of(entry.get("content")):
+            message["files"] = [Path(path).name for path in files]  # names only: the files stay here
+        out.append(message)
+    return out
+
+
+def to_json(history: Any, config: ChatConfig) -> str:
+    document = {
+        "format": FORMAT,
+        "app_version": VERSION,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": asdict(config),
+        "messages": _messages(history),
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def to_markdown(history: Any, config: ChatConfig) -> str:
+    c = config
+    lines = [
+        "# Chat",
+        "",
+        f"- Provider: {c.provider}" + (f" ({c.base_url})" if c.base_url else ""),
+        f"- Model: {c.model}",
+        f"- Temperature {c.temperature:g} · max tokens {c.max_tokens} · top-p {c.top_p:g}",
+        f"- System prompt: {c.system_prompt or '(none)'}",
+        f"- Exported by gradio-stream-chat {VERSION}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    ]
+    for message in _messages(history):
+        metadata = message.get("metadata") or {}
+        if metadata.get("title") == STATS:
+            lines += ["", f"*{metadata.get('log', '')}*"]
+            continue
+        if metadata.get("title"):
+            duration = f" ({metadata['duration']} s)" if "duration" in metadata else ""
+            summary = f"{metadata['title']}{duration}"
+            lines += ["", f"<details><summary>{summary}</summary>", "", message["content"], "", "</details>"]
+            continue
+        lines += ["", f"## {message['role'].capitalize()}", ""]
+        lines += [f"[attached: {name}]" for name in message.get("files", [])]
+        lines.append(message["content"])
+    return "\n".join(lines) + "\n"
+
+
+def from_json(text: str | bytes) -> tuple[list[dict], ChatConfig]:
+    """The history and config in an exported file; ImportProblem says what is wrong with it."""
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ImportProblem("The file is not JSON. Import a .json file exported from this app.") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ImportProblem("The file is not a conversation exported from this app.")
+    raw = document.get("config")
+    try:
+        config = ChatConfig(
+            provider=str(raw["provider"]),
+            base_url=raw.get("base_url"),
+            model=str(raw["model"]),
+            system_prompt=str(raw["system_prompt"]),
+            temperature=float(raw["temperature"]),
+            max_tokens=int(raw["max_tokens"]),
+            top_p=float(raw["top_p"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ImportProblem("The file's config is incomplete or damaged.") from None
+    history = []
+    for message in document.get("messages") or []:
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ("user", "assistant")
+            or not isinstance(message.get("content"), str)
+        ):
+            raise ImportProblem("The file's messages are damaged: each needs a user or assistant role and text.")
+        entry: dict = {"role": message["role"], "content": message["content"]}
+        metadata = message.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("title"), str):
+            allowed = {"title": str, "log": str, "duration": (int, float), "status": str}
+            entry["metadata"] = {k: v for k, v in metadata.items() if k in allowed and isinstance(v, allowed[k])}
+        if not entry["content"] and "metadata" not in entry:
+            continue
+        history.append(entry)
+    return history, config
