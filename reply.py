@@ -170,8 +170,3 @@ def messages(reply: Reply) -> list[dict]:
     if reply.continuable:  # Gradio shows the options of a reply's last message, as buttons under it
         shown[-1]["options"] = [{"value": CONTINUE, "label": "Continue"}]
     return shown
-
-
-def answer_of(shown: list[dict]) -> str:
-    """The answer's text in a list of messages from messages()."""
-    return "".join(m["content"] for m in shown if not (m.get("metadata") or {}).get("title"))

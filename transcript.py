@@ -122,8 +122,9 @@ def from_json(text: str | bytes) -> tuple[list[dict], ChatConfig]:
         entry: dict = {"role": message["role"], "content": message["content"]}
         metadata = message.get("metadata")
         if isinstance(metadata, dict) and isinstance(metadata.get("title"), str):
-            allowed = {"title": str, "log": str, "duration": (int, float), "status": str}
-            entry["metadata"] = {k: v for k, v in metadata.items() if k in allowed and isinstance(v, allowed[k])}
+            allowed = {"title": str, "log": str, "duration": (int, float)}
+            kept = {k: v for k, v in metadata.items() if k in allowed and isinstance(v, allowed[k])}
+            entry["metadata"] = kept | {"status": "done"}  # folded, and no spinner for a thought long finished
         if not entry["content"] and "metadata" not in entry:
             continue
         history.append(entry)
