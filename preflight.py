@@ -60,10 +60,10 @@ def run(settings: Settings, *, stream: bool) -> Report:
 
 
 async def _run(report: Report, stream: bool) -> None:
-    s = report.settings
     started = time.monotonic()
     # No retries: a check reports what happened the first time. At startup, wait at most 5 s for an answer.
-    s = report.settings = replace(s, max_retries=0, timeout=s.timeout if stream else min(s.timeout, 5.0))
+    timeout = report.settings.timeout if stream else min(report.settings.timeout, 5.0)
+    s = report.settings = replace(report.settings, max_retries=0, timeout=timeout)
     try:
         backend = create_backend(s)  # its own client: an async client belongs to the event loop it first ran on
     except ConfigError as exc:

@@ -47,28 +47,29 @@ def test_no_usage_is_a_warning_not_a_failure(server: FakeOpenAI):
 
 
 @pytest.mark.parametrize(
-    ("setup", "model", "diagnosis"),
+    ("reply", "model", "diagnosis"),
     [
-        (
-            lambda s: setattr(s, "default", Reply(status=401)),
-            "fake-model",
-            None,  # 401 is checked via the models listing below
-        ),
         (None, "no-such-model", "✗ Model: no-such-model is not among the models listed (fake-model, fake-model-2)."),
-        (lambda s: setattr(s, "default", Reply(fault="truncate")), "fake-model", "✗ Streaming: The provider's stream"),
+        (
+            Reply(status=401),  # the listing worked, the chat did not
+            "fake-model",
+            "✗ Streaming: The provider refused the API key (401 Unauthorized). Check OPENAI_API_KEY.",
+        ),
+        (
+            Reply(fault="truncate"),
+            "fake-model",
+            "✗ Streaming: The provider's stream ended without saying it was finished.",
+        ),
     ],
-    ids=["models-ok-stream-401", "unknown-model", "stream-ends-early"],
+    ids=["unknown-model", "chat-refused", "stream-ends-early"],
 )
-def test_each_failure_is_named_with_its_fix_and_exits_1(server: FakeOpenAI, setup, model, diagnosis):
-    if setup:
-        setup(server)
+def test_each_failure_is_named_with_its_fix_and_exits_1(server: FakeOpenAI, reply, model, diagnosis):
+    if reply:
+        server.default = reply
     code, output = check(server, "--model", model)
     assert code == 1, output
-    assert "problem(s): fix them and run again." in output
-    if diagnosis:
-        assert diagnosis in output, output
-    else:
-        assert "✗ Streaming: The provider refused the API key (401 Unauthorized). Check OPENAI_API_KEY." in output
+    assert diagnosis in output, output
+    assert "1 problem(s): fix them and run again." in output
 
 
 def test_a_refused_key_on_listing_stops_the_checks(server: FakeOpenAI):
