@@ -130,8 +130,9 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
         model_picker = gr.Dropdown(
             choices,
             value=settings.model,
-            label=f"Model ({settings.provider})",
-            info="Switch at any time; the conversation carries over.",
+            label="Model",
+            info=("Runs in this process." if settings.provider == LOCAL else f"Served by {settings.base_url}.")
+            + (" Switch at any time; the conversation carries over." if len(choices) > 1 else ""),
             interactive=len(choices) > 1,
         )
         settings_inputs = [

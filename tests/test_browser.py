@@ -292,7 +292,7 @@ def test_the_embedded_model_streams_in_the_browser_and_the_readme_screenshot(bro
             assert len(texts) >= 2, texts  # it streamed
             assert texts[-1] and NOTICE not in texts[-1]
         (ROOT / "docs").mkdir(exist_ok=True)
-        chat.page.screenshot(path=ROOT / "docs" / "screenshot.png")
+        chat.page.screenshot(path=ROOT / "docs" / "screenshot.png", full_page=True)
         assert chat.console_errors == [] and chat.external_requests == []
     finally:
         chat.close()
@@ -335,7 +335,8 @@ def test_thinking_folds_stats_sit_under_the_reply_and_continue_resumes_a_cut_rep
     stats = chat.folded("Stats").last
     expect(stats).to_contain_text(re.compile(r"s to first token · [\d.]+ tokens/s · \d+ prompt \+ 12 completion"))
     (ROOT / "docs").mkdir(exist_ok=True)
-    chat.page.screenshot(path=ROOT / "docs" / "thinking-and-stats.png")
+    chat.page.wait_for_timeout(500)  # the fold opens with an animation
+    chat.page.screenshot(path=ROOT / "docs" / "thinking-and-stats.png", full_page=True)
 
     server.enqueue(Reply(text="Once upon a", finish_reason="length"))
     chat.send("Tell a story")
@@ -367,7 +368,7 @@ def test_the_model_picker_switches_models_mid_conversation(browser, picker_app_u
         chat.send("first")
         expect(chat.bots.last).to_have_text("Echo: first")
         chat.wait_for_reply()
-        chat.page.get_by_label("Model (openai)").click()
+        chat.page.get_by_label("Model", exact=True).click()
         chat.page.get_by_role("option", name="fake-model-2").click()
         chat.send("second")
         expect(chat.bots.last).to_have_text("Echo: second")

@@ -39,6 +39,12 @@ def test_a_healthy_provider_passes_every_check(server: FakeOpenAI):
     assert server.chat_requests[-1].body["max_tokens"] == 16  # a probe, not a conversation
 
 
+def test_models_the_provider_does_not_list_are_named_and_left_out_of_the_picker(server: FakeOpenAI):
+    code, output = check(server, "--model", "fake-model", "--models", "fake-model-2,gpt-huge")
+    assert code == 0, output
+    assert "! Model picker: not listed by the provider, so left out: gpt-huge" in output
+
+
 def test_no_usage_is_a_warning_not_a_failure(server: FakeOpenAI):
     server.default = Reply(usage=False)
     code, output = check(server, "--model", "fake-model")
