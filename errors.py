@@ -46,7 +46,7 @@ class ImagesNotSupported(ReplyError):
 
 
 class UnreadableAttachment(ReplyError):
-    """An attached file is neither an image nor text."""
+    """An attached file that cannot be sent: not uploaded here, too big, or neither an image nor text."""
 
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(name, reason)
