@@ -23,18 +23,32 @@ class OpenAICompatible:
             timeout=openai.Timeout(settings.timeout, connect=min(settings.timeout, 10.0)),
             max_retries=settings.max_retries,
         )
+        # Usage comes in a last chunk when asked for with stream_options. Some servers refuse the
+        # parameter (Mistral with 422, some gateways with 400); after one refusal it is left out.
+        self.ask_for_usage = True
 
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
-        # `async with` closes the HTTP response however this generator ends: Stop, error or done.
-        async with await self.client.chat.completions.create(
+    async def _open(self, messages: list[Message], params: GenerationParams):
+        usage = {"stream_options": {"include_usage": True}} if self.ask_for_usage else {}
+        return await self.client.chat.completions.create(
             model=params.model or self.model,
             messages=messages,
             temperature=params.temperature,
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             stream=True,
-            stream_options={"include_usage": True},  # a last chunk with token counts, where supported
-        ) as chunks:
+            **usage,
+        )
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
+        try:
+            response = await self._open(messages, params)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if not (self.ask_for_usage and "stream_options" in str(exc.body) + exc.message):
+                raise
+            self.ask_for_usage = False  # nothing was shown yet, so asking again is safe
+            response = await self._open(messages, params)
+        # `async with` closes the HTTP response however this generator ends: Stop, error or done.
+        async with response as chunks:
             async for chunk in chunks:
                 if chunk.usage:
                     yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)

@@ -95,7 +95,9 @@ class FakeOpenAI:
         self.open_streams = 0
         self.sent: list[tuple[float, float]] = []  # (first, last) content chunk sent, per completed stream
         self.models = ["fake-model", "fake-model-2"]
-        self.models_status = 200  # another status makes GET /models fail with it
+        self.models_status = 200
+        self.refuse_stream_options = False  # another status makes GET /models fail with it
+        self.refuse_stream_options = False  # answer 422 to a request with stream_options, as Mistral does
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -114,6 +116,7 @@ class FakeOpenAI:
         self.default = Reply()
         self.models = ["fake-model", "fake-model-2"]
         self.models_status = 200
+        self.refuse_stream_options = False
         self.replies.clear()
         self.requests.clear()
         self.closed_early.clear()
@@ -236,6 +239,14 @@ class FakeOpenAI:
             await self._send_json(writer, 404, {"error": {"message": "no such route"}})
             return b""
 
+        if self.refuse_stream_options and "stream_options" in request.body:
+            detail = [
+                {"type": "extra_forbidden", "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted"}
+            ]
+            await self._send_json(
+                writer, 422, {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}
+            )
+            return b""
         reply = self.replies.popleft() if self.replies else self._scripted(request) or self.default
         if reply.status != 200:
             error = {"message": reply.error_message, "type": "invalid_request_error", "code": reply.error_code}

@@ -8,8 +8,9 @@ import pytest
 from gradio_client import Client
 
 from reply import CONTINUE, STATS, THINKING
+from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, message
+from tests.support import answer_text, launched, message
 
 
 def titled(messages: list[dict], title: str) -> list[dict]:
@@ -91,3 +92,15 @@ def test_a_cut_reply_says_so_and_continue_picks_up_from_it(client: Client, serve
         {"role": "assistant", "content": "Once upon a"},
         {"role": "user", "content": CONTINUE},
     ]
+
+
+def test_a_server_that_refuses_stream_options_still_chats_with_estimated_counts(server: FakeOpenAI):
+    server.refuse_stream_options = True  # as Mistral's API does, with a 422
+    with launched(remote_settings(server)) as url:  # an app of its own: the backend remembers the refusal
+        client = Client(url, verbose=False)
+        for text in ("one", "two"):
+            result = client.predict(message(text), api_name="/chat")
+            assert answer_text(result) == f"Echo: {text}"
+            assert "(estimated: the provider sent no usage)" in result[-1]["metadata"]["log"]
+    asked = ["stream_options" in request.body for request in server.chat_requests]
+    assert asked == [True, False, False]  # refused once, then never asked again
