@@ -16,6 +16,7 @@ import importlib.metadata
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,12 +41,26 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 # ---------------------------------------------------------------- processes
+def _end_with_parent() -> None:
+    """In a child, before it runs: have Linux send it SIGTERM when the benchmark dies, even by SIGKILL
+    (as a timeout in the test suite does), so no server outlives it."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 @contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Run a server process until the block ends; it is stopped by its own id."""
     full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_end_with_parent,
     )
     try:
         deadline = time.monotonic() + 120
@@ -558,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that every process block's cleanup runs
     runs = 1 if args.quick else args.runs
     only = set(args.only.split(","))
     sizes = (
