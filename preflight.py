@@ -69,12 +69,15 @@ async def _run(report: Report, stream: bool) -> None:
     except ConfigError as exc:
         report.add("fail", "Model file", str(exc))
         return
-    if s.provider == LOCAL:
-        report.add("ok", "Model file", f"{s.gguf_path.name} loaded in {time.monotonic() - started:.1f} s")
-    elif not await _check_listing(report, backend):
-        return
-    if stream:
-        await _check_stream(report, backend)
+    try:
+        if s.provider == LOCAL:
+            report.add("ok", "Model file", f"{s.gguf_path.name} loaded in {time.monotonic() - started:.1f} s")
+        elif not await _check_listing(report, backend):
+            return
+        if stream:
+            await _check_stream(report, backend)
+    finally:
+        await backend.aclose()  # in this event loop, which ends with the check
 
 
 async def _check_listing(report: Report, backend) -> bool:

@@ -60,3 +60,7 @@ class ChatBackend(Protocol):
     async def list_models(self) -> list[str]:
         """The models this backend can serve."""
         ...
+
+    async def aclose(self) -> None:
+        """Release the backend's connections or model (the app's backend lives as long as the app)."""
+        ...

@@ -68,6 +68,9 @@ class LocalLlama:
     async def list_models(self) -> list[str]:
         return [self.model]
 
+    async def aclose(self) -> None:
+        self.llm.close()
+
     def count_tokens(self, text: str, special: bool = False) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=special, special=special))
 

@@ -65,3 +65,6 @@ class OpenAICompatible:
 
     async def list_models(self) -> list[str]:
         return sorted([model.id async for model in self.client.models.list()])
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -78,3 +78,6 @@ def test_python_app_py_starts_and_chats(provider: str, fake_server: FakeOpenAI):
     while not lines.empty():
         output.append(lines.get())
     assert SENTINEL_KEY not in "".join(output)
+    assert "Traceback" not in "".join(output)  # e.g. a client of the startup check closed in the wrong loop
+    if provider != "local":
+        assert "  ✓ Model: fake-model is listed\n" in output  # the short check at startup
