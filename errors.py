@@ -59,8 +59,11 @@ def with_notice(text: str, notice: str) -> str:
 
 
 def without_notice(text: str) -> str:
-    """The reply text with a trailing notice line (ours) removed."""
-    if text.startswith(NOTICE):
+    """The reply text with a trailing notice line (ours) removed.
+
+    A notice is one line, so a model's own multi-line reply that starts with the
+    marker is kept; a one-line reply that starts with it cannot be told apart."""
+    if text.startswith(NOTICE) and "\n" not in text:
         return ""
     head, sep, tail = text.rpartition(_SEPARATOR + NOTICE)
     return head if sep and "\n" not in tail else text

@@ -88,3 +88,5 @@ def test_notices_round_trip():
     assert without_notice(with_notice("", "Oops.")) == ""
     assert without_notice(with_notice("Some text\n\nmore", "Oops.")) == "Some text\n\nmore"
     assert without_notice("Text that merely mentions ⚠️ a warning sign") == "Text that merely mentions ⚠️ a warning sign"
+    reply = f"{NOTICE}Careful: three things.\n\n1. Gloves\n2. Goggles"  # the model's own, not a notice
+    assert without_notice(reply) == reply
