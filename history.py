@@ -54,11 +54,10 @@ def files_of(content: Any) -> list[str]:
 
 def size_of(message: Message) -> int:
     """A message's size in characters, as the history limit counts it."""
-    return sum(
-        len(part.get("text", "")) if part.get("type") == "text" else IMAGE_SIZE
-        for part in _parts(message["content"])
-        if isinstance(part, dict)
-    ) + (len(message["content"]) if isinstance(message["content"], str) else 0)
+    content = message["content"]
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(part["text"]) if part["type"] == "text" else IMAGE_SIZE for part in content)
 
 
 def to_provider_messages(system_prompt: str, history: Any, message: Any, *, images: bool = True) -> list[Message]:

@@ -3,7 +3,7 @@
 import gradio as gr
 
 from errors import with_notice
-from history import text_of, to_provider_messages
+from history import IMAGE_SIZE, size_of, text_of, to_provider_messages
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 
@@ -103,3 +103,9 @@ def test_text_of_joins_text_parts():
     assert text_of([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a\nb"
     assert text_of("plain") == "plain"
     assert text_of(None) == ""
+
+
+def test_an_image_counts_a_fixed_size_against_the_history_limit_not_its_base64_length():
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 1_000_000}}
+    assert size_of({"role": "user", "content": [{"type": "text", "text": "abc"}, image]}) == 3 + IMAGE_SIZE
+    assert size_of({"role": "user", "content": "abc"}) == 3
