@@ -28,7 +28,7 @@ from providers.base import GenerationParams
 from providers.registry import create_backend
 from relay import coalesce
 from reply import Reply, messages
-from transcript import ImportProblem, config_of, from_json, to_json, to_markdown
+from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -98,7 +98,9 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
     def export_chat(
         history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
     ) -> list[str]:
-        config = config_of(settings, model, system_prompt, temperature, max_tokens, top_p)
+        config = ChatConfig(
+            settings.provider, settings.base_url, model, system_prompt, temperature, int(max_tokens), top_p
+        )
         folder = Path(tempfile.mkdtemp(prefix="chat-export-"))
         name = f"chat-{datetime.now():%Y%m%d-%H%M%S}"
         (folder / f"{name}.md").write_text(to_markdown(history, config), encoding="utf-8")

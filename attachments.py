@@ -35,11 +35,11 @@ def read_part(path: str) -> dict:
     if not is_uploaded(path) or not file.is_file():
         raise UnreadableAttachment(name, "it is not a file uploaded to this app")
     size = file.stat().st_size
-    if is_image(path):
+    if (mime := mimetypes.guess_type(path)[0]) in IMAGE_TYPES:
         if size > MAX_IMAGE_BYTES:
             raise UnreadableAttachment(name, f"images may be up to {MAX_IMAGE_BYTES // 2**20} MB")
         data = base64.b64encode(file.read_bytes()).decode("ascii")
-        return {"type": "image_url", "image_url": {"url": f"data:{mimetypes.guess_type(path)[0]};base64,{data}"}}
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
     if size > MAX_TEXT_BYTES:
         raise UnreadableAttachment(name, f"text files may be up to {MAX_TEXT_BYTES // 2**20} MB")
     try:

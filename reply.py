@@ -38,7 +38,6 @@ class ThinkTags:
             if self.state == "answer":
                 out.append(text)
                 break
-            tag = _OPEN if self.state == "start" else _CLOSE
             if self.state == "start":
                 stripped = text.lstrip()
                 if stripped.startswith(_OPEN):
@@ -49,12 +48,12 @@ class ThinkTags:
                 else:
                     self.state = "answer"
                 continue
-            index = text.find(tag)
+            index = text.find(_CLOSE)  # thinking
             if index >= 0:
                 out.append(Reasoning(text[:index]))
-                self.state, text = "after", text[index + len(tag) :]
+                self.state, text = "after", text[index + len(_CLOSE) :]
                 continue
-            keep = next((n for n in range(len(tag) - 1, 0, -1) if text.endswith(tag[:n])), 0)
+            keep = next((n for n in range(len(_CLOSE) - 1, 0, -1) if text.endswith(_CLOSE[:n])), 0)
             out.append(Reasoning(text[: len(text) - keep]))
             self.pending = text[len(text) - keep :]
             break

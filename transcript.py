@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config import VERSION, Settings
+from config import VERSION
 from history import files_of, text_of
 from reply import STATS
 
@@ -30,10 +30,6 @@ class ChatConfig:
     temperature: float
     max_tokens: int
     top_p: float
-
-
-def config_of(settings: Settings, model: str, system_prompt: str, temperature: float, max_tokens: float, top_p: float):
-    return ChatConfig(settings.provider, settings.base_url, model, system_prompt, temperature, int(max_tokens), top_p)
 
 
 def _messages(history: Any) -> list[dict]:
