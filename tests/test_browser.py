@@ -221,7 +221,10 @@ def test_a_provider_error_reads_clearly_and_retry_recovers(chat: Chat, server: F
 
 def test_settings_change_what_the_provider_receives(chat: Chat, server: FakeOpenAI):
     chat.page.get_by_text("Model settings", exact=True).click()
-    chat.page.get_by_label("System prompt").fill("You are a pirate.")
+    system_prompt = chat.page.get_by_label("System prompt")
+    system_prompt.fill("You are a pirate.")
+    system_prompt.press("Tab")  # leave the box, as a person does, so the page has taken the new value
+    expect(system_prompt).to_have_value("You are a pirate.")
     temperature = chat.page.get_by_label("number input for Temperature")
     temperature.fill("1.3")
     temperature.press("Enter")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from config import LOCAL, ConfigError, default_gguf, load_settings
+from config import DEFAULT_PROVIDER, ConfigError, load_settings
+from providers.local import default_gguf
 from providers.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_no_key_and_no_url_means_the_embedded_model():
     settings = load_settings([], {})
-    assert settings.provider == LOCAL
+    assert settings.provider == DEFAULT_PROVIDER == "local"
     assert settings.gguf_path == default_gguf()
     assert settings.gguf_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -105,7 +105,7 @@ def test_a_server_that_lists_no_models_is_warned_about_and_still_checked(server:
 def test_the_embedded_model_checks_its_file_and_generation():
     code, output = check(None)
     assert code == 0, output
-    assert "✓ Model file: SmolLM2-135M-Instruct.Q4_1.gguf loaded in " in output
+    assert "✓ Loaded: SmolLM2-135M-Instruct.Q4_1, in this process, in " in output
     assert "✓ Streaming" in output and "✓ Usage: reported (" in output
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from config import default_gguf
+from providers.local import default_gguf
 from tests.conftest import SENTINEL_KEY
 from tests.fake_openai import FakeOpenAI
 from tests.support import ask, free_port
@@ -20,11 +20,11 @@ from tests.support import ask, free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(env: dict[str, str]) -> tuple[subprocess.Popen, queue.Queue[str]]:
+def spawn(env: dict[str, str], *flags: str, cwd: Path = ROOT) -> tuple[subprocess.Popen, queue.Queue[str]]:
     """Start `python app.py`; its output lines arrive on the queue."""
     proc = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
+        [sys.executable, "app.py", *flags],
+        cwd=cwd,
         env=env | {"PYTHONUNBUFFERED": "1"},  # a pipe is block-buffered otherwise
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -59,7 +59,7 @@ def test_python_app_py_starts_and_chats(provider: str, fake_server: FakeOpenAI):
     port = free_port()
     env = base_env(port)
     if provider == "local":
-        expected = f"Provider: local | model: SmolLM2-135M-Instruct.Q4_1 | file: {default_gguf()}"
+        expected = f"Provider: local | model: SmolLM2-135M-Instruct.Q4_1 | runs in this process: {default_gguf()}"
     else:
         env |= {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url, "CHAT_MODEL": "fake-model"}
         expected = f"Provider: openai | model: fake-model | URL: {fake_server.base_url}"

@@ -1,0 +1,98 @@
+"""The README's "Adding a backend" recipe, followed word for word in a copy of the app."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from config import ConfigError, load_settings
+from providers.base import ChatBackend
+from providers.registry import BACKENDS, backend_class, provider_names
+from tests.support import answer_text, free_port, message
+from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+
+
+def readme_snippet(after: str) -> str:
+    """The first ```python block after the sentence `after` in the README."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(re.escape(after) + r".*?```python\n(.*?)```", readme, re.S)
+    assert found, f"the README no longer says {after!r}"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def app_with_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the app with the README's echo backend added as the README says."""
+    copy = tmp_path_factory.mktemp("recipe") / "app"
+    shutil.copytree(
+        ROOT, copy, ignore=shutil.ignore_patterns(".git", "tests", "bench", "docs", "__pycache__", ".*cache", ".gradio")
+    )
+    (copy / "providers" / "echo.py").write_text(readme_snippet("Save this as `providers/echo.py`:"))
+    registry = copy / "providers" / "registry.py"
+    line = readme_snippet("Then add this line to `BACKENDS` in `providers/registry.py`:")
+    opening = "BACKENDS: dict[str, str] = {\n"
+    assert opening in registry.read_text()
+    registry.write_text(registry.read_text().replace(opening, opening + line))
+    return copy
+
+
+def test_the_readme_backend_passes_the_check(app_with_echo: Path):
+    result = subprocess.run(
+        [sys.executable, "app.py", "--provider", "echo", "--check"],
+        cwd=app_with_echo, env=base_env(free_port()), capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Checking echo (in this process), model echo:" in output
+    assert "✓ Loaded: echo, in this process, in " in output and "✓ Streaming: " in output
+    assert "None" not in output
+
+
+def test_the_readme_backend_chats_through_the_api(app_with_echo: Path):
+    port = free_port()
+    proc, lines = spawn(base_env(port), "--provider", "echo", cwd=app_with_echo)
+    seen: list[str] = []
+    try:
+        wait_until_serving(proc, lines, seen)
+        assert "Provider: echo | model: echo | runs in this process\n" in seen
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        reply = client.predict(message("hello brave new world"), api_name="/chat")
+        assert answer_text(reply).strip() == "hello brave new world"
+        stats = [m["metadata"]["log"] for m in reply if (m.get("metadata") or {}).get("title") == "Stats"]
+        assert stats and "finish: stop" in stats[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config") as page:
+            config = page.read().decode()
+        assert "Runs in this process." in config  # the model picker says where the model runs
+        assert "None" not in config
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert "None" not in "".join(seen) and "Traceback" not in "".join(seen)
+
+
+def test_every_registered_backend_imports_and_is_a_chat_backend():
+    for name in BACKENDS:
+        assert issubclass(backend_class(name), ChatBackend)
+    assert provider_names()[:1] == ["local"] and "openai" in provider_names()
+
+
+def test_an_unknown_provider_lists_every_choice():
+    with pytest.raises(ConfigError) as error:
+        load_settings(["--provider", "nope"], {})
+    assert str(error.value) == f"Unknown provider 'nope': choose one of {', '.join(provider_names())}."
+
+
+def test_a_remote_backend_without_a_preset_needs_a_url(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(BACKENDS, "custom", "providers.openai_compatible:OpenAICompatible")
+    with pytest.raises(ConfigError, match=r"Say where the custom provider is: pass --base-url URL\."):
+        load_settings(["--provider", "custom"], {})
+    settings = load_settings(["--provider", "custom", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], {})
+    assert (settings.base_url, settings.api_key, settings.model) == ("http://127.0.0.1:9/v1", None, "m")
