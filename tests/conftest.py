@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,21 @@ def app_url(fake_server: FakeOpenAI) -> Iterator[str]:
 def client(app_url: str, server: FakeOpenAI) -> Client:
     """A new API session: its chat history starts empty."""
     return Client(app_url, verbose=False)
+
+
+def _tree_status() -> str | None:
+    """`git status` of the checkout (tracked changes and untracked files), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True, text=True
+    )
+    return result.stdout if result.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_leave_the_tree_as_it_was() -> Iterator[None]:
+    """Tests write to temporary folders only; a file written or changed in the checkout fails the run."""
+    before = _tree_status()
+    yield
+    after = _tree_status()
+    assert before == after, f"the tests changed the working tree:\n{after}"

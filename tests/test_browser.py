@@ -85,6 +85,15 @@ document.addEventListener('DOMContentLoaded', () =>
 # One browser for every test here. Module scope, not session: Playwright's sync API keeps an
 # event loop running while it is open, which would break asyncio.run() in later test modules.
 @pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: a temporary folder, so tests leave the tree as it was; with
+    README_SCREENSHOTS=1, docs/, which refreshes the README's images."""
+    if os.environ.get("README_SCREENSHOTS") == "1":
+        return ROOT / "docs"
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not Path(CHROMIUM).exists():
         reason = "no chromium at /usr/bin/chromium: `apt-get install -y chromium` to run the browser tests"
@@ -124,6 +133,20 @@ class Chat:
         else:
             self.external_requests.append(route.request.url)
             route.abort()
+
+    def open_settings(self) -> None:
+        """Open Model settings and wait for it to finish opening: its inputs mount as it animates, and
+        a value typed during that takes the initial value back (no person types that fast)."""
+        self.page.get_by_text("Model settings", exact=True).click()
+        expect(self.page.get_by_label("System prompt")).to_be_visible()
+        self.page.wait_for_timeout(500)
+
+    def set_setting(self, label: str, value: str) -> None:
+        """Type a number into a Model settings slider's box, as a person does, and check it took."""
+        box = self.page.get_by_label(f"number input for {label}")
+        box.fill(value)
+        box.press("Enter")
+        expect(box).to_have_value(value)
 
     @property
     def bots(self):
@@ -220,14 +243,11 @@ def test_a_provider_error_reads_clearly_and_retry_recovers(chat: Chat, server: F
 
 
 def test_settings_change_what_the_provider_receives(chat: Chat, server: FakeOpenAI):
-    chat.page.get_by_text("Model settings", exact=True).click()
+    chat.open_settings()
     system_prompt = chat.page.get_by_label("System prompt")
     system_prompt.fill("You are a pirate.")
-    system_prompt.press("Tab")  # leave the box, as a person does, so the page has taken the new value
     expect(system_prompt).to_have_value("You are a pirate.")
-    temperature = chat.page.get_by_label("number input for Temperature")
-    temperature.fill("1.3")
-    temperature.press("Enter")
+    chat.set_setting("Temperature", "1.3")
     chat.send("Ahoy")
     expect(chat.bots.last).to_have_text("Echo: Ahoy")
     body = server.chat_requests[-1].body
@@ -279,14 +299,15 @@ def local_app_url() -> Iterator[str]:
         yield url
 
 
-def test_the_embedded_model_streams_in_the_browser_and_the_readme_screenshot(browser, local_app_url: str):
+def test_the_embedded_model_streams_in_the_browser_and_the_readme_screenshot(
+    browser, local_app_url: str, screenshots: Path
+):
     chat = Chat(browser, local_app_url)
     try:
-        chat.page.get_by_text("Model settings", exact=True).click()
+        chat.open_settings()
         # Greedy decoding gives the same reply every run; these questions end on their own.
         for label, value in (("Temperature", "0"), ("Max tokens", "200")):
-            chat.page.get_by_label(f"number input for {label}").fill(value)
-            chat.page.get_by_label(f"number input for {label}").press("Enter")
+            chat.set_setting(label, value)
         chat.page.get_by_text("Model settings", exact=True).click()
         for question in ("What is 2 + 2?", "Name three colours of the rainbow."):
             chat.send(question)
@@ -294,8 +315,8 @@ def test_the_embedded_model_streams_in_the_browser_and_the_readme_screenshot(bro
             texts = chat.bot_texts()
             assert len(texts) >= 2, texts  # it streamed
             assert texts[-1] and NOTICE not in texts[-1]
-        (ROOT / "docs").mkdir(exist_ok=True)
-        chat.page.screenshot(path=ROOT / "docs" / "screenshot.png", full_page=True)
+        chat.page.screenshot(path=screenshots / "screenshot.png", full_page=True)
+        assert (screenshots / "screenshot.png").read_bytes().startswith(b"\x89PNG")
         assert chat.console_errors == [] and chat.external_requests == []
     finally:
         chat.close()
@@ -323,7 +344,9 @@ def test_empty_messages_are_refused_by_the_textbox_and_trimming_is_announced(bro
             chat.close()
 
 
-def test_thinking_folds_stats_sit_under_the_reply_and_continue_resumes_a_cut_reply(chat: Chat, server: FakeOpenAI):
+def test_thinking_folds_stats_sit_under_the_reply_and_continue_resumes_a_cut_reply(
+    chat: Chat, server: FakeOpenAI, screenshots: Path
+):
     server.enqueue(
         Reply(reasoning=[f"step {i}. " for i in range(8)], tokens=["The ", "answer ", "is ", "42."], delay=0.15)
     )
@@ -337,9 +360,8 @@ def test_thinking_folds_stats_sit_under_the_reply_and_continue_resumes_a_cut_rep
     expect(thinking).to_contain_text("step 7.")  # and it opens on a click
     stats = chat.folded("Stats").last
     expect(stats).to_contain_text(re.compile(r"s to first token · [\d.]+ tokens/s · \d+ prompt \+ 12 completion"))
-    (ROOT / "docs").mkdir(exist_ok=True)
     chat.page.wait_for_timeout(500)  # the fold opens with an animation
-    chat.page.screenshot(path=ROOT / "docs" / "thinking-and-stats.png", full_page=True)
+    chat.page.screenshot(path=screenshots / "thinking-and-stats.png", full_page=True)
 
     server.enqueue(Reply(text="Once upon a", finish_reason="length"))
     chat.send("Tell a story")
