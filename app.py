@@ -9,6 +9,7 @@ provider, or an embedded local model when none is configured.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -28,12 +29,21 @@ from history import to_provider_messages
 from providers.base import GenerationParams
 from providers.registry import create_backend
 from proxies import client_address
-from relay import coalesce
+from relay import Pacer, coalesce
 from reply import Reply, messages
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+def schema_built_once(button: gr.UploadButton) -> gr.UploadButton:
+    """The button, its API schema built once. Gradio asks for it three times for every new session, and
+    building it (a pydantic JSON schema) was over half of our page's setup per visitor. (A subclass
+    would do it too, but Gradio writes a .pyi stub file beside any module that subclasses a component.)"""
+    schema = button.api_info()
+    button.api_info = lambda: copy.deepcopy(schema)
+    return button
 
 
 def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
@@ -48,6 +58,7 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
     choices = model_choices(settings, models)
     per_session = RateLimiter(settings.rate_limit_session)
     per_ip = RateLimiter(settings.rate_limit_ip)
+    pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
@@ -86,7 +97,7 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
                 gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
             params = GenerationParams(temperature, int(max_tokens), top_p, model)
             events = backend.stream(history_sent, params)
-            async for _ in coalesce(events, reply, settings.update_interval, settings.deadline):
+            async for _ in coalesce(events, reply, pacer, settings.deadline):
                 yield messages(reply)
             reply.raise_for_finish()
             if not reply.text:
@@ -178,7 +189,7 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
         )
         with gr.Row():
             export_button = gr.Button("Export chat (Markdown + JSON)", size="sm")
-            import_button = gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm")
+            import_button = schema_built_once(gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm"))
         exported = gr.File(label="Exported chat", file_count="multiple", visible=False, interactive=False)
         export_button.click(
             export_chat, [chat_ui.chatbot_state, *settings_inputs, model_picker], exported, api_name="export_chat"
@@ -189,8 +200,18 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
             [chat_ui.chatbot, chat_ui.chatbot_state, *settings_inputs, model_picker],
             api_name="import_chat",
         )
-    # A bounded queue: past this many waiting requests, newcomers are told the app is busy.
-    return demo.queue(max_size=settings.queue_size)
+    # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
+    # see their place once a second: Gradio's default re-sends every place each time a reply starts,
+    # which for a burst of n arrivals is n² messages.
+    return demo.queue(max_size=settings.queue_size, status_update_rate=1)
+
+
+def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
+    """demo.launch(**options), with room for --concurrency replies streaming at once."""
+    # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
+    # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
+    # pre/postprocess each update. Room for every stream, plus the page's other events.
+    return demo.launch(max_threads=max(40, settings.concurrency + 16), **options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
     # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
     os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
-    demo.launch(server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
+    serve(demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
 
 
 if __name__ == "__main__":

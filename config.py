@@ -33,7 +33,7 @@ class Settings:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     host: str | None = None  # None: Gradio's GRADIO_SERVER_NAME or 127.0.0.1
     port: int | None = None  # None: Gradio's GRADIO_SERVER_PORT or 7860
-    concurrency: int = 32
+    concurrency: int = 64
     update_interval: float = 0.05
     timeout: float = 60.0
     deadline: float = 300.0
@@ -121,9 +121,9 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency",
         type=_number(int, "--concurrency", 1),
-        default=env_default("CHAT_CONCURRENCY", "32"),
+        default=env_default("CHAT_CONCURRENCY", "64"),
         help="Replies streamed at once for remote providers; the local model always runs one. "
-        "[CHAT_CONCURRENCY] Default: 32.",
+        "[CHAT_CONCURRENCY] Default: 64, what 2 cores carry before replies start late (README, Scale).",
     )
     p.add_argument(
         "--update-interval",

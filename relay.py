@@ -4,18 +4,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from errors import DeadlineExceeded
 from providers.base import Event
 from reply import Reply
 
+UPDATES_PER_SECOND = 100.0
 
-async def coalesce(
-    events: AsyncIterator[Event], reply: Reply, interval: float, deadline: float
-) -> AsyncIterator[Reply]:
+
+@dataclass
+class Pacer:
+    """How often each streaming reply may update the screen.
+
+    Every `interval` seconds while few replies stream; when many stream at once, less
+    often, so that together they send at most `per_second` updates (never less often
+    than every `slowest` seconds). Under load Gradio's cost per update, not the
+    cost per token, is what fills the CPU.
+    """
+
+    interval: float
+    per_second: float = UPDATES_PER_SECOND
+    slowest: float = 0.5
+    streaming: int = 0  # replies streaming now
+
+    def next_interval(self) -> float:
+        return min(max(self.interval, self.streaming / self.per_second), max(self.slowest, self.interval))
+
+
+async def coalesce(events: AsyncIterator[Event], reply: Reply, pacer: Pacer, deadline: float) -> AsyncIterator[Reply]:
     """Feed `events` into `reply`, yielding it while it streams: the first text at once,
-    then at most once per `interval` seconds. When this ends (or raises the source's
-    error) `reply.finish()` has run and the caller shows the final state.
+    then at most once per pacer.next_interval() seconds. When this ends (or raises the
+    source's error) `reply.finish()` has run and the caller shows the final state.
 
     Each update repeats the whole reply so far (Gradio sends the difference as an
     append). Tokens arriving faster than the screen needs are batched rather
@@ -45,6 +65,7 @@ async def coalesce(
 
     reader = asyncio.create_task(pump(), name="relay")
     shown = 0
+    pacer.streaming += 1
     try:
         while True:
             await arrived.wait()
@@ -55,9 +76,10 @@ async def coalesce(
                 shown = changes
                 yield reply
             # Let more text gather, but stop waiting the moment the reply is complete.
-            await asyncio.wait((reader,), timeout=interval)
+            await asyncio.wait((reader,), timeout=pacer.next_interval())
         reader.result()  # re-raise the source's error, if any
     finally:
+        pacer.streaming -= 1
         if not reader.done():
             reader.cancel()
             await asyncio.wait((reader,))

@@ -1,11 +1,13 @@
 """Measure our app next to the plain openai SDK and gr.load_chat, in one run, against the
 same loopback OpenAI-compatible server, and write bench/RESULTS.md.
 
-    python -m bench            # every scenario, 5 runs each (about 6 minutes on 2 cores)
+    python -m bench            # every scenario, 5 runs each (about 11 minutes on 2 cores)
     python -m bench --quick    # 1 run of small sizes: checks that the benchmark works
 
 Every app runs as its own process, as does the loopback server; the client is
-gradio_client, as a user's program would be. Figures are medians with min-max.
+gradio_client, as a user's program would be, except in the capacity scenario, whose
+hundreds of users speak Gradio's queue protocol through one minimal asyncio client.
+Figures are medians with min-max.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import itertools
+import math
 import os
 import platform
 import shutil
@@ -547,6 +551,170 @@ def browser_render(report: Report, ours: App, server_url: str, runs: int, tokens
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def percentile(values: list[float], share: float) -> float:
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(share * len(ranked)) - 1)]
+
+
+@dataclass
+class Stream:
+    """One user's reply as the minimal client saw it; times in seconds from its request."""
+
+    updates: list[float]
+    total: float
+    complete: bool
+
+    @property
+    def first(self) -> float:
+        return self.updates[0] if self.updates else self.total
+
+    @property
+    def worst_gap(self) -> float:
+        return max((later - earlier for earlier, later in itertools.pairwise([*self.updates, self.total])), default=0.0)
+
+
+async def gradio_user(http: httpx.AsyncClient, url: str, fn_index: int, data: list, last_token: str) -> Stream:
+    """A user of a Gradio app through its queue protocol, as the browser speaks it."""
+    import json
+    import uuid
+
+    session = uuid.uuid4().hex[:10]
+    start = time.perf_counter()
+    join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+    (await http.post(url + "gradio_api/queue/join", json=join)).raise_for_status()
+    updates: list[float] = []
+    for attempt in range(2):
+        try:
+            async with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as response:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    message = json.loads(line[5:])
+                    if message["msg"] == "process_generating":
+                        updates.append(time.perf_counter() - start)
+                    elif message["msg"] == "process_completed":
+                        complete = message.get("success", False) and last_token in json.dumps(message["output"])
+                        return Stream(updates, time.perf_counter() - start, complete)
+            break
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A pooled keep-alive connection the server closed just then (uvicorn closes idle ones
+            # after 5 s): a browser sends the request again, so the user does too, once.
+            if attempt or updates:
+                raise
+    return Stream(updates, time.perf_counter() - start, False)
+
+
+async def relay_user(http: httpx.AsyncClient, url: str, text: str, last_token: str) -> Stream:
+    """A user of the plain relay: one POST, one SSE event per token."""
+    start = time.perf_counter()
+    updates: list[float] = []
+    complete = False
+    body = {"messages": [{"role": "user", "content": text}]}
+    async with http.stream("POST", url + "chat", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            if line == "data: [DONE]":
+                complete = True
+                break
+            updates.append(time.perf_counter() - start)
+            complete = last_token in line
+    return Stream(updates, time.perf_counter() - start, complete)
+
+
+def crowd(app: App, level: int, text: str, last_token: str) -> tuple[float, list[Stream]]:
+    """`level` users sending `text` at once through the minimal client: (wall time, their streams)."""
+    relay = app.api_name == "relay"
+    fn_index = 0
+    if not relay:
+        config = httpx.get(app.url + "config", timeout=10).json()
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == app.api_name.strip("/"))
+    data = [app.message(text), None, *OUR_SETTINGS]
+
+    async def everyone() -> list[Stream]:
+        limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2)
+        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+            users = [
+                relay_user(http, app.url, text, last_token)
+                if relay
+                else gradio_user(http, app.url, fn_index, data, last_token)
+                for _ in range(level)
+            ]
+            return await asyncio.gather(*users)
+
+    start = time.perf_counter()
+    streams = asyncio.run(everyone())
+    return time.perf_counter() - start, streams
+
+
+def capacity(report: Report, apps: dict[str, App], server_url: str, runs: int, levels: list[int], tokens: int):
+    """Many users at once, ours next to the plain relay, through a minimal asyncio client."""
+    text = f"bench:{tokens}:20"
+    last_token = f"w{tokens - 1}"
+    crowd(apps["relay"], 2, text, last_token)  # warm-up
+    crowd(apps["capacity"], 2, text, last_token)
+    results: dict[tuple[int, str], dict[str, Figure]] = {}
+    for level in levels:
+        for name in ("relay", "capacity"):
+            app = apps[name]
+            figures: dict[str, list[float]] = {}
+            for _ in range(runs):
+                server_stats(server_url)  # starts a new peak-of-open-streams count
+                before = cpu_seconds(app.pid)
+                wall, streams = crowd(app, level, text, last_token)
+                used = cpu_seconds(app.pid) - before
+                firsts, gaps = [s.first for s in streams], [s.worst_gap for s in streams]
+                for key, value in (
+                    ("wall", wall),
+                    ("first p50", percentile(firsts, 0.5)),
+                    ("first p99", percentile(firsts, 0.99)),
+                    ("gap p50", percentile(gaps, 0.5)),
+                    ("gap p99", percentile(gaps, 0.99)),
+                    ("cpu", used / (level * tokens)),
+                    ("updates", sum(len(s.updates) for s in streams) / level),
+                    ("peak", server_stats(server_url)["peak_open_streams"]),
+                    ("done", sum(s.complete for s in streams)),
+                ):
+                    figures.setdefault(key, []).append(value)
+            results[level, name] = {key: Figure(values) for key, values in figures.items()}
+    rows, notes = [], []
+    for level in levels:
+        relay, ours = results[level, "relay"], results[level, "capacity"]
+        for label, f in (("plain relay", relay), ("**ours**", ours)):
+            rows.append(
+                f"| {level} | {label} | {f['wall'].s()} | {f['first p50'].ms()} | {f['first p99'].ms()} | "
+                f"{f['gap p50'].ms()} | {f['gap p99'].ms()} | {f['cpu'].format(1e6, ' µs', 0)} | "
+                f"{f['updates'].plain(digits=0)} | {f['peak'].plain(digits=0)} | "
+                f"{f['done'].plain(digits=0)} of {level} |"
+            )
+        wall = ours["wall"].median / relay["wall"].median
+        cpu = ours["cpu"].median / relay["cpu"].median
+        notes.append(
+            f"- {level} users: ours / plain relay: wall **{wall:.2f}**, CPU per token **{cpu:.2f}**; "
+            f"ours p99 first update {ours['first p99'].median * 1000:.0f} ms; "
+            f"{ours['done'].median:.0f} of {level} replies complete"
+        )
+    report.add(
+        f"8. Capacity: many users at once, each a {tokens}-token reply at 20 ms per token, through a minimal asyncio "
+        "client (not gradio_client)",
+        "Ours runs with `--concurrency` at the highest level here, so none waits in the queue. "
+        "Time to first update and the worst gap between updates are per reply, then p50/p99 over the replies; "
+        "CPU per token is the app process's user + system time over every token relayed.\n\n"
+        "| users | app | wall time | first update p50 | p99 | worst gap p50 | p99 | app CPU per token | "
+        "updates per reply | upstream streams open at once | completed |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        + "\n".join(rows)
+        + "\n\n"
+        + "\n".join(notes),
+    )
+
+
 # ---------------------------------------------------------------- the run
 def machine() -> str:
     cpu = next(
@@ -569,7 +737,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model",
+        default="relay,users,stop,memory,browser,model,capacity",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -577,16 +745,24 @@ def main(argv: list[str] | None = None) -> None:
     runs = 1 if args.quick else args.runs
     only = set(args.only.split(","))
     sizes = (
-        dict(relay=100, users=[4], peer_users=2, user_tokens=20, model_tokens=16, browser=200)
+        dict(relay=100, users=[4], peer_users=2, user_tokens=20, model_tokens=16, browser=200, capacity=[4])
         if args.quick
-        else dict(relay=1000, users=[16, 32], peer_users=16, user_tokens=200, model_tokens=200, browser=4000)
+        else dict(
+            relay=1000,
+            users=[16, 32],
+            peer_users=16,
+            user_tokens=200,
+            model_tokens=200,
+            browser=4000,
+            capacity=[32, 64, 128, 256],
+        )
     )
     command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
     command += f" --only {args.only}" if only != set(parser.get_default("only").split(",")) else ""
     report = Report()
     started = time.monotonic()
 
-    server_port, ours_port, echo_port, peer_port, local_port = (free_port() for _ in range(5))
+    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port = (free_port() for _ in range(7))
     server_url = f"http://127.0.0.1:{server_port}/v1"
     # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
     no_limits = {"CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}
@@ -621,6 +797,18 @@ def main(argv: list[str] | None = None) -> None:
             memory(report, apps, max(sizes["users"]), sizes["user_tokens"])
         if "browser" in only:
             browser_render(report, apps["ours"], server_url, runs, sizes["browser"])
+        if "capacity" in only:
+            most = max(sizes["capacity"])
+            wide_env = {**remote_env, "CHAT_CONCURRENCY": str(most), "CHAT_QUEUE_SIZE": str(2 * most)}
+            with (
+                process(["app.py", "--port", str(wide_port)], wide_port, wide_env) as wide_proc,
+                process(
+                    ["-m", "bench.apps", "relay", "--port", str(relay_port), "--base-url", server_url], relay_port
+                ) as relay_proc,
+            ):
+                apps["capacity"] = App(f"http://127.0.0.1:{wide_port}/", pid=wide_proc.pid)
+                apps["relay"] = App(f"http://127.0.0.1:{relay_port}/", "relay", multimodal=False, pid=relay_proc.pid)
+                capacity(report, apps, server_url, runs, sizes["capacity"], sizes["user_tokens"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env

@@ -8,7 +8,8 @@ Run alone (for benchmarks or a manual try):  python -m tests.fake_openai --port 
 
 Scripted by message: a last user message "bench:N:MS" gets N numbered tokens ("w0 w1 ..."),
 one every MS milliseconds. GET /_stats reports the server's stream counters and timings
-(time.monotonic(), which is system-wide, so other processes on this machine can compare).
+(time.monotonic(), which is system-wide, so other processes on this machine can compare),
+and the most streams open at once since the previous /_stats.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class FakeOpenAI:
         self.streams_completed = 0
         self.closed_early: list[float] = []  # monotonic times a client closed a stream early
         self.open_streams = 0
+        self.peak_open_streams = 0  # the most streams open at once since the last reset (or /_stats)
         self.sent: list[tuple[float, float]] = []  # (first, last) content chunk sent, per completed stream
         self.models = ["fake-model", "fake-model-2"]
         self.models_status = 200  # another status makes GET /models fail with it
@@ -121,6 +123,7 @@ class FakeOpenAI:
         self.closed_early.clear()
         self.sent.clear()
         self.streams_started = self.streams_completed = 0
+        self.peak_open_streams = self.open_streams
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -225,6 +228,7 @@ class FakeOpenAI:
         self.requests.append(request)
         if request.method == "GET" and request.path == "/_stats":
             await self._send_json(writer, 200, self.stats())
+            self.peak_open_streams = self.open_streams  # the next /_stats reports the peak since this one
             return b""
         if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
             if self.models_status != 200:
@@ -262,6 +266,7 @@ class FakeOpenAI:
             "streams_started": self.streams_started,
             "streams_completed": self.streams_completed,
             "open_streams": self.open_streams,
+            "peak_open_streams": self.peak_open_streams,
             "closed_early": self.closed_early,
             "sent": self.sent,
         }
@@ -308,6 +313,7 @@ class FakeOpenAI:
         watcher = asyncio.ensure_future(reader.read(65536))
         self.streams_started += 1
         self.open_streams += 1
+        self.peak_open_streams = max(self.peak_open_streams, self.open_streams)
         self._notify()
         outcome = "client_closed"  # or "completed" / "fault"
         first_sent = last_sent = 0.0

@@ -26,10 +26,10 @@ def rss_mb(pid: int) -> float:
 @contextmanager
 def launched(settings, models: tuple[str, ...] | list[str] = ()) -> Iterator[str]:
     """The app built from these settings, served on loopback for the block; yields its URL."""
-    from app import build_app  # here, so that the benchmark can use this module without loading Gradio
+    from app import build_app, serve  # here, so that the benchmark can use this module without loading Gradio
 
     demo = build_app(settings, models)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    _, url, _ = serve(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
         yield url
     finally:

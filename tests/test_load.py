@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 from gradio_client import Client
 
+from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, free_port, rss_mb, submit
+from tests.support import answer_text, free_port, launched, rss_mb, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, SECONDS = 64, 60.0
@@ -141,3 +142,20 @@ def test_200_start_then_cancel_cycles_leak_nothing(client: Client, server: FakeO
     # few; a leak would grow with the 200 cycles.
     assert tasks_after <= tasks + 3
     assert threads_after <= threads + 3
+
+
+def test_concurrency_above_40_means_that_many_streams_open_at_once(server: FakeOpenAI):
+    """Gradio's default max_threads (40) would cap the replies in flight, whatever --concurrency says."""
+    users = 64
+    with launched(remote_settings(server, concurrency=users)) as url:
+        config = httpx.get(url + "config", timeout=10).json()
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
+
+        async def everyone() -> list[str]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=2 * users)) as client:
+                chats = [chat_once(client, url, fn_index, uuid.uuid4().hex[:10], "bench:50:20") for _ in range(users)]
+                return await asyncio.gather(*chats)
+
+        replies = asyncio.run(everyone())
+    assert server.peak_open_streams == users
+    assert replies == ["".join(f"w{i} " for i in range(50))] * users

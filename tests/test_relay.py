@@ -7,7 +7,7 @@ import time
 import pytest
 
 from errors import DeadlineExceeded
-from relay import coalesce
+from relay import Pacer, coalesce
 from reply import Reply
 
 
@@ -18,7 +18,7 @@ def run(coro):
 async def collect(source, interval=0.05, deadline=30.0) -> list[str]:
     """The texts shown while streaming, then the final one, which the caller shows."""
     reply = Reply()
-    shown = [update.text async for update in coalesce(source, reply, interval, deadline)]
+    shown = [update.text async for update in coalesce(source, reply, Pacer(interval), deadline)]
     return [*shown, reply.text]
 
 
@@ -63,7 +63,7 @@ def test_first_text_is_shown_before_the_source_produces_more():
 
     async def consume():
         reply = Reply()
-        async for update in coalesce(source(), reply, interval=1.0, deadline=30):
+        async for update in coalesce(source(), reply, Pacer(1.0), deadline=30):
             events.append(f"shown {update.text!r}")
         events.append(f"ended {reply.text!r}")
 
@@ -84,7 +84,7 @@ def test_text_gathered_during_a_pause_is_shown_without_waiting_for_the_next_toke
 
     async def consume():
         reply = Reply()
-        async for update in coalesce(source(), reply, interval=0.05, deadline=30):
+        async for update in coalesce(source(), reply, Pacer(0.05), deadline=30):
             events.append(f"shown {update.text!r}")
         events.append(f"ended {reply.text!r}")
 
@@ -101,7 +101,7 @@ def test_a_failing_source_shows_its_text_then_raises():
     async def consume():
         reply = Reply()
         with pytest.raises(ConnectionError):
-            async for _ in coalesce(source(), reply, interval=0.05, deadline=30):
+            async for _ in coalesce(source(), reply, Pacer(0.05), deadline=30):
                 pass
         return reply
 
@@ -150,3 +150,45 @@ def test_an_empty_source_yields_nothing():
         yield
 
     assert run(collect(source())) == [""]  # nothing shown while streaming; an empty final reply
+
+
+@pytest.mark.parametrize(
+    ("interval", "streaming", "expected"),
+    [
+        (0.05, 1, 0.05),  # one reply: the configured interval
+        (0.05, 5, 0.05),  # few replies: still the configured interval (5 / 100 = 0.05)
+        (0.05, 20, 0.2),  # 20 replies share 100 updates a second
+        (0.05, 64, 0.5),  # many: never less often than every 0.5 s
+        (1.0, 1, 1.0),  # a configured interval above the ceiling is respected
+    ],
+)
+def test_the_pacer_spreads_its_budget_over_the_replies_streaming(interval, streaming, expected):
+    assert Pacer(interval, per_second=100, streaming=streaming).next_interval() == pytest.approx(expected)
+
+
+def test_the_pacer_counts_a_reply_while_it_streams_and_not_after_it_ends():
+    pacer = Pacer(0.05)
+
+    async def failing():
+        yield "text"
+        await asyncio.sleep(0.2)
+        raise ConnectionError("boom")
+
+    async def endless():
+        yield "text"
+        await asyncio.sleep(60)
+
+    async def consume() -> list[int]:
+        seen = []
+        with pytest.raises(ConnectionError):
+            async for _ in coalesce(failing(), Reply(), pacer, deadline=30):
+                seen.append(pacer.streaming)
+        seen.append(pacer.streaming)  # after an error
+        updates = coalesce(endless(), Reply(), pacer, deadline=30)
+        await anext(updates)
+        seen.append(pacer.streaming)
+        await updates.aclose()  # as a Stop does
+        seen.append(pacer.streaming)
+        return seen
+
+    assert run(consume()) == [1, 0, 1, 0]
