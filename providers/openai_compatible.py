@@ -68,8 +68,9 @@ class OpenAICompatible(ChatBackend):
 async def events(response: httpx2.Response) -> AsyncIterator[Event]:
     """A chat completion's Server-Sent Events, read as lines and plain JSON.
 
-    The SDK's typed chunks cost about five times the CPU per chunk (bench/RESULTS.md);
-    this keeps what they gave us: an `error` payload raises openai.APIError, a stall
+    The SDK's typed chunks cost about twice the CPU per chunk on a stream that trickles in
+    (measured: ~300 µs against ~140, the wake-up for each chunk included). This keeps
+    what they gave us: an `error` payload raises openai.APIError, a stall
     openai.APITimeoutError, a lost connection openai.APIConnectionError, and a chunk
     that is not JSON json.JSONDecodeError, as the SDK's own stream does.
     """
