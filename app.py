@@ -206,12 +206,20 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
     return demo.queue(max_size=settings.queue_size, status_update_rate=1)
 
 
+# Replies are untrusted text: an image or video from another origin would tell that origin the user
+# read the reply (and whatever the reply put in its URL). The page loads media only from this app.
+MEDIA_FROM_THIS_APP_ONLY = (
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"img-src 'self' data: blob:; media-src 'self' data: blob:\">"
+)
+
+
 def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
-    """demo.launch(**options), with room for --concurrency replies streaming at once."""
+    """demo.launch(**options), with room for --concurrency replies streaming at once, and a page that
+    fetches no media from other origins."""
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
-    return demo.launch(max_threads=max(40, settings.concurrency + 16), **options)
+    return demo.launch(max_threads=max(40, settings.concurrency + 16), head=MEDIA_FROM_THIS_APP_ONLY, **options)
 
 
 def main(argv: list[str] | None = None) -> None:

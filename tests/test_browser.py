@@ -8,10 +8,12 @@ installed, and never under CI.
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -476,3 +478,34 @@ def test_history_stays_out_of_the_browser_unless_save_history_is_on(browser, fak
                     expect(past_chats).to_have_count(0)
             finally:
                 chat.close()
+
+
+def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, server: FakeOpenAI):
+    """A remote image in a reply is the classic way to leak a conversation: the page must not fetch it."""
+    hits: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)  # another origin, on loopback
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{other.server_address[1]}"
+        server.enqueue(
+            Reply(text=f"Here: ![chart]({origin}/md.png?c=secret) and <img src='{origin}/html.png?c=secret'>")
+        )
+        chat.send("Show me")
+        expect(chat.bots.last).to_contain_text("Here:")
+        chat.wait_for_reply()
+        chat.page.wait_for_timeout(1000)  # time for any image to be requested
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert hits == []
+    assert any("Content Security Policy" in error for error in chat.console_errors)  # the page refused them
