@@ -1,4 +1,4 @@
-"""The README's "Adding a backend" recipe, followed word for word in a copy of the app."""
+"""The README's recipes, followed word for word: adding a backend (in a copy of the app) and the API snippet."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from gradio_client import Client
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
-from tests.support import answer_text, free_port, message
+from tests.conftest import remote_settings
+from tests.fake_openai import FakeOpenAI
+from tests.support import answer_text, free_port, launched, message, png
 from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
 
 
@@ -96,3 +98,22 @@ def test_a_remote_backend_without_a_preset_needs_a_url(monkeypatch: pytest.Monke
         load_settings(["--provider", "custom"], {})
     settings = load_settings(["--provider", "custom", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], {})
     assert (settings.base_url, settings.api_key, settings.model) == ("http://127.0.0.1:9/v1", None, "m")
+
+
+def test_the_readme_api_snippet_runs_as_written(server: FakeOpenAI, tmp_path: Path):
+    """Only the address changes: the app runs on a free port, with the model the snippet names."""
+    snippet = readme_snippet("the line in `metadata.log`).")
+    png(tmp_path / "cat.png")
+    with launched(remote_settings(server, model="gpt-4o-mini")) as url:
+        (tmp_path / "snippet.py").write_text(snippet.replace("http://127.0.0.1:7860/", url))
+        result = subprocess.run(
+            [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("Loaded as API:")]
+    assert lines[0].startswith("Echo: Why is the sky blue? ") and "finish: stop" in lines[0]  # answer, then stats
+    assert lines[-1] == "Echo: What is this?"  # the streamed reply's last state
+    image = server.chat_requests[-1].body["messages"][-1]["content"][1]
+    assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")
+    assert server.chat_requests[-1].body["model"] == "gpt-4o-mini"
