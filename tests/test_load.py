@@ -153,9 +153,11 @@ def test_concurrency_above_40_means_that_many_streams_open_at_once(server: FakeO
 
         async def everyone() -> list[str]:
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=2 * users)) as client:
-                chats = [chat_once(client, url, fn_index, uuid.uuid4().hex[:10], "bench:50:20") for _ in range(users)]
+                # 3 s replies: the last to start begins long before the first ends, even on a slow machine.
+                text = "bench:150:20"
+                chats = [chat_once(client, url, fn_index, uuid.uuid4().hex[:10], text) for _ in range(users)]
                 return await asyncio.gather(*chats)
 
         replies = asyncio.run(everyone())
     assert server.peak_open_streams == users
-    assert replies == ["".join(f"w{i} " for i in range(50))] * users
+    assert replies == ["".join(f"w{i} " for i in range(150))] * users
