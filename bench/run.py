@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import itertools
+import json
 import math
 import os
 import platform
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ from tests.support import answer_text, free_port, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PROMPT = "You are a helpful assistant."
-OUR_SETTINGS = [SYSTEM_PROMPT, 0.7, 1024, 1.0, "bench-model"]  # /chat after the message and history
+OUR_SETTINGS = (SYSTEM_PROMPT, 0.7, 1024, 1.0, "bench-model")  # /chat after the message and history
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -103,9 +105,15 @@ class App:
     multimodal: bool = True  # ours and gr.load_chat take {"text", "files"}; the echo app a string
     pid: int = 0
     client: Client | None = None
+    settings: tuple = ()  # the inputs after the message and history (ours: system prompt, temperature, ...)
+    plain_relay: bool = False  # speaks bench.apps' relay protocol (POST /chat), not Gradio's queue
 
     def message(self, text: str):
         return {"text": text, "files": []} if self.multimodal else text
+
+    def queue_data(self, text: str) -> list:
+        """What the browser sends to Gradio's queue for this message: message, history, settings."""
+        return [self.message(text), None, *self.settings]
 
     def new_client(self) -> Client:
         return Client(self.url, verbose=False)
@@ -158,39 +166,102 @@ def many_at_once(app: App, clients: list[Client], text: str) -> list[Reply]:
     ]
 
 
-def raw_sse_users(app: App, level: int, data: list) -> list[tuple[float, float]]:
-    """The same users through a minimal asyncio SSE client, not gradio_client: (first update, total) each.
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
-    Separates what the app costs from what 32 gradio_client sessions cost a 2-core machine."""
-    import json
-    import uuid
 
-    config = httpx.get(app.url + "config", timeout=10).json()
-    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == app.api_name.strip("/"))
+def percentile(values: list[float], share: float) -> float:
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(share * len(ranked)) - 1)]
 
-    async def user(client: httpx.AsyncClient) -> tuple[float, float]:
-        session = uuid.uuid4().hex[:10]
-        start = time.perf_counter()
-        join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
-        await client.post(app.url + "gradio_api/queue/join", json=join)
-        first = None
-        async with client.stream("GET", app.url + f"gradio_api/queue/data?session_hash={session}") as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                kind = json.loads(line[5:])["msg"]
-                if kind == "process_generating" and first is None:
-                    first = time.perf_counter() - start
-                if kind == "process_completed":
-                    total = time.perf_counter() - start
-                    return (first if first is not None else total), total
-        raise RuntimeError("the stream ended early")
 
-    async def everyone() -> list[tuple[float, float]]:
-        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=level * 2)) as client:
-            return await asyncio.gather(*[user(client) for _ in range(level)])
+@dataclass
+class Stream:
+    """One user's reply as the minimal client saw it; times in seconds from its request."""
 
-    return asyncio.run(everyone())
+    updates: list[float]
+    total: float
+    complete: bool
+
+    @property
+    def first(self) -> float:
+        return self.updates[0] if self.updates else self.total
+
+    @property
+    def worst_gap(self) -> float:
+        return max((later - earlier for earlier, later in itertools.pairwise([*self.updates, self.total])), default=0.0)
+
+
+async def gradio_user(http: httpx.AsyncClient, url: str, fn_index: int, data: list, last_token: str) -> Stream:
+    """A user of a Gradio app through its queue protocol, as the browser speaks it."""
+    session = uuid.uuid4().hex[:10]
+    start = time.perf_counter()
+    join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+    (await http.post(url + "gradio_api/queue/join", json=join)).raise_for_status()
+    updates: list[float] = []
+    for attempt in range(2):
+        try:
+            async with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as response:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    message = json.loads(line[5:])
+                    if message["msg"] == "process_generating":
+                        updates.append(time.perf_counter() - start)
+                    elif message["msg"] == "process_completed":
+                        complete = message.get("success", False) and last_token in json.dumps(message["output"])
+                        return Stream(updates, time.perf_counter() - start, complete)
+            break
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A pooled keep-alive connection the server closed just then (uvicorn closes idle ones
+            # after 5 s): a browser sends the request again, so the user does too, once.
+            if attempt or updates:
+                raise
+    return Stream(updates, time.perf_counter() - start, False)
+
+
+async def relay_user(http: httpx.AsyncClient, url: str, text: str, last_token: str) -> Stream:
+    """A user of the plain relay: one POST, one SSE event per token."""
+    start = time.perf_counter()
+    updates: list[float] = []
+    complete = False
+    body = {"messages": [{"role": "user", "content": text}]}
+    async with http.stream("POST", url + "chat", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            if line == "data: [DONE]":
+                complete = True
+                break
+            updates.append(time.perf_counter() - start)
+            complete = last_token in line
+    return Stream(updates, time.perf_counter() - start, complete)
+
+
+def crowd(app: App, level: int, text: str, last_token: str) -> tuple[float, list[Stream]]:
+    """`level` users sending `text` at once through the minimal client: (wall time, their streams)."""
+    fn_index = 0
+    if not app.plain_relay:
+        config = httpx.get(app.url + "config", timeout=10).json()
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == app.api_name.strip("/"))
+    data = app.queue_data(text)
+
+    async def everyone() -> list[Stream]:
+        limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2)
+        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+            users = [
+                relay_user(http, app.url, text, last_token)
+                if app.plain_relay
+                else gradio_user(http, app.url, fn_index, data, last_token)
+                for _ in range(level)
+            ]
+            return await asyncio.gather(*users)
+
+    start = time.perf_counter()
+    streams = asyncio.run(everyone())
+    return time.perf_counter() - start, streams
 
 
 def server_stats(server_url: str) -> dict:
@@ -332,15 +403,15 @@ def many_users(report: Report, apps: dict[str, App], runs: int, levels: list[int
             f"worst first update / echo's = **{first_ratio:.2f}** (target <= 1.5: {verdict(first_ratio, 1.5)})"
         )
     raw_rows = []
+    last_token = f"w{tokens - 1}"
     for level in levels:
         for name in ("echo", "ours"):
-            data = [apps[name].message(message), None] + (OUR_SETTINGS if name == "ours" else [])
-            results = [raw_sse_users(apps[name], level, data) for _ in range(runs)]
-            walls = Figure([max(total for _, total in r) for r in results])
-            firsts = Figure([max(first for first, _ in r) for r in results])
+            results = [crowd(apps[name], level, message, last_token)[1] for _ in range(runs)]
+            assert all(s.complete for streams in results for s in streams), f"{name} left a reply unfinished"
+            walls = Figure([max(s.total for s in streams) for streams in results])
+            firsts = Figure([max(s.first for s in streams) for streams in results])
             raw_rows.append(f"| {level} | {name} | {walls.s()} | {firsts.ms()} |")
-    raw_data = [apps["ours"].message(message), None, *OUR_SETTINGS]
-    raw_alone = Figure([raw_sse_users(apps["ours"], 1, raw_data)[0][1] for _ in range(runs)])
+    raw_alone = Figure([crowd(apps["ours"], 1, message, last_token)[1][0].total for _ in range(runs)])
     report.add(
         f"3. Many users: each a {tokens}-token reply at 20 ms per token, all sent at once",
         f"One user alone (ours): {alone.s()}.\n\n{table}\n"
@@ -551,108 +622,6 @@ def browser_render(report: Report, ours: App, server_url: str, runs: int, tokens
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def percentile(values: list[float], share: float) -> float:
-    ranked = sorted(values)
-    return ranked[max(0, math.ceil(share * len(ranked)) - 1)]
-
-
-@dataclass
-class Stream:
-    """One user's reply as the minimal client saw it; times in seconds from its request."""
-
-    updates: list[float]
-    total: float
-    complete: bool
-
-    @property
-    def first(self) -> float:
-        return self.updates[0] if self.updates else self.total
-
-    @property
-    def worst_gap(self) -> float:
-        return max((later - earlier for earlier, later in itertools.pairwise([*self.updates, self.total])), default=0.0)
-
-
-async def gradio_user(http: httpx.AsyncClient, url: str, fn_index: int, data: list, last_token: str) -> Stream:
-    """A user of a Gradio app through its queue protocol, as the browser speaks it."""
-    import json
-    import uuid
-
-    session = uuid.uuid4().hex[:10]
-    start = time.perf_counter()
-    join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
-    (await http.post(url + "gradio_api/queue/join", json=join)).raise_for_status()
-    updates: list[float] = []
-    for attempt in range(2):
-        try:
-            async with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as response:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    message = json.loads(line[5:])
-                    if message["msg"] == "process_generating":
-                        updates.append(time.perf_counter() - start)
-                    elif message["msg"] == "process_completed":
-                        complete = message.get("success", False) and last_token in json.dumps(message["output"])
-                        return Stream(updates, time.perf_counter() - start, complete)
-            break
-        except (httpx.ReadError, httpx.RemoteProtocolError):
-            # A pooled keep-alive connection the server closed just then (uvicorn closes idle ones
-            # after 5 s): a browser sends the request again, so the user does too, once.
-            if attempt or updates:
-                raise
-    return Stream(updates, time.perf_counter() - start, False)
-
-
-async def relay_user(http: httpx.AsyncClient, url: str, text: str, last_token: str) -> Stream:
-    """A user of the plain relay: one POST, one SSE event per token."""
-    start = time.perf_counter()
-    updates: list[float] = []
-    complete = False
-    body = {"messages": [{"role": "user", "content": text}]}
-    async with http.stream("POST", url + "chat", json=body) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            if line == "data: [DONE]":
-                complete = True
-                break
-            updates.append(time.perf_counter() - start)
-            complete = last_token in line
-    return Stream(updates, time.perf_counter() - start, complete)
-
-
-def crowd(app: App, level: int, text: str, last_token: str) -> tuple[float, list[Stream]]:
-    """`level` users sending `text` at once through the minimal client: (wall time, their streams)."""
-    relay = app.api_name == "relay"
-    fn_index = 0
-    if not relay:
-        config = httpx.get(app.url + "config", timeout=10).json()
-        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == app.api_name.strip("/"))
-    data = [app.message(text), None, *OUR_SETTINGS]
-
-    async def everyone() -> list[Stream]:
-        limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2)
-        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-            users = [
-                relay_user(http, app.url, text, last_token)
-                if relay
-                else gradio_user(http, app.url, fn_index, data, last_token)
-                for _ in range(level)
-            ]
-            return await asyncio.gather(*users)
-
-    start = time.perf_counter()
-    streams = asyncio.run(everyone())
-    return time.perf_counter() - start, streams
-
-
 def capacity(report: Report, apps: dict[str, App], server_url: str, runs: int, levels: list[int], tokens: int):
     """Many users at once, ours next to the plain relay, through a minimal asyncio client."""
     text = f"bench:{tokens}:20"
@@ -781,7 +750,7 @@ def main(argv: list[str] | None = None) -> None:
         ) as peer_proc,
     ):
         apps = {
-            "ours": App(f"http://127.0.0.1:{ours_port}/", pid=ours_proc.pid),
+            "ours": App(f"http://127.0.0.1:{ours_port}/", pid=ours_proc.pid, settings=OUR_SETTINGS),
             "echo": App(f"http://127.0.0.1:{echo_port}/", multimodal=False, pid=echo_proc.pid),
             "gr.load_chat": App(f"http://127.0.0.1:{peer_port}/", "/open_api_stream", pid=peer_proc.pid),
         }
@@ -806,8 +775,10 @@ def main(argv: list[str] | None = None) -> None:
                     ["-m", "bench.apps", "relay", "--port", str(relay_port), "--base-url", server_url], relay_port
                 ) as relay_proc,
             ):
-                apps["capacity"] = App(f"http://127.0.0.1:{wide_port}/", pid=wide_proc.pid)
-                apps["relay"] = App(f"http://127.0.0.1:{relay_port}/", "relay", multimodal=False, pid=relay_proc.pid)
+                apps["capacity"] = App(f"http://127.0.0.1:{wide_port}/", pid=wide_proc.pid, settings=OUR_SETTINGS)
+                apps["relay"] = App(
+                    f"http://127.0.0.1:{relay_port}/", multimodal=False, pid=relay_proc.pid, plain_relay=True
+                )
                 capacity(report, apps, server_url, runs, sizes["capacity"], sizes["user_tokens"])
     if "model" in only:
         with process(
