@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -29,8 +30,10 @@ from history import to_provider_messages
 from providers.base import GenerationParams
 from providers.registry import create_backend
 from proxies import client_address
-from relay import Pacer, coalesce
+from relay import Pacer
 from reply import Reply, messages
+from tools import loop
+from tools.hub import ToolHub
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
@@ -52,13 +55,26 @@ def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
     return [settings.model, *(m for m in allowed if m != settings.model)]
 
 
-def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
-    """The app; `models` are those the provider listed (preflight), offered in the model picker."""
+def tools_line(backend_accepts_tools: bool, hub: ToolHub | None) -> str:
+    """What the page says about tools: which ones this chat can use, if any."""
+    if hub is None:
+        return ""
+    if not backend_accepts_tools:
+        return "🛠️ This model runs without tools: the embedded model is offered none."
+    listed = ", ".join(f"`{tool.name}`" for tool in hub.tools)
+    return f"🛠️ Tools this chat can use: {listed}." if listed else "🛠️ No tools: no MCP server could be started."
+
+
+def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | None = None) -> gr.Blocks:
+    """The app; `models` are those the provider listed (preflight), offered in the model picker;
+    `hub` holds the MCP servers' tools (started; the caller closes it)."""
     backend = create_backend(settings)
     choices = model_choices(settings, models)
     per_session = RateLimiter(settings.rate_limit_session)
     per_ip = RateLimiter(settings.rate_limit_ip)
     pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
+    exchanges = loop.Exchanges()  # tool results this server produced, for later turns
+    paused: dict[str, loop.Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
@@ -87,25 +103,41 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
             too_fast = f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
             yield messages(Reply(notice=too_fast))
             return
-        reply = Reply()
+        turn = loop.Turn()
+        waiting = paused.pop(request.session_hash or "", None)
+        decision = message.get("text") if waiting and message.get("text") in (loop.RUN, loop.SKIP) else None
         try:
             history_sent, dropped = trim_history(
-                to_provider_messages(system_prompt, history, message, images=backend.accepts_images),
+                to_provider_messages(
+                    system_prompt, history, message, images=backend.accepts_images, exchanges=exchanges
+                ),
                 settings.max_history_chars,
             )
             if dropped:
                 gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
             params = GenerationParams(temperature, int(max_tokens), top_p, model)
-            events = backend.stream(history_sent, params)
-            async for _ in coalesce(events, reply, pacer, settings.deadline):
-                yield messages(reply)
-            reply.raise_for_finish()
-            if not reply.text:
-                reply.notice = f"The model sent an empty reply. {RETRY}."
+            async for waits in loop.run(
+                turn,
+                backend,
+                history_sent,
+                params,
+                hub=hub,
+                exchanges=exchanges,
+                pacer=pacer,
+                deadline=settings.deadline,
+                max_steps=settings.max_steps,
+                paused=waiting if decision else None,
+                decision=decision,
+            ):
+                if waits is not None:
+                    paused[request.session_hash or ""] = waits
+                yield turn.messages()
+            if not (turn.text or turn.waiting):
+                turn.last.notice = f"The model sent an empty reply. {RETRY}."
         except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
-            reply.notice = describe(exc, settings, partial=bool(reply.text))
-            reply.continuable = isinstance(exc, ReplyCutOff)
-        yield messages(reply)
+            turn.fail(describe(exc, settings, partial=bool(turn.text)), continuable=isinstance(exc, ReplyCutOff))
+        turn.ended = not turn.waiting
+        yield turn.messages()
 
     def export_chat(
         history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
@@ -149,6 +181,8 @@ def build_app(settings: Settings, models: Sequence[str] = ()) -> gr.Blocks:
             + (" Switch at any time; the conversation carries over." if len(choices) > 1 else ""),
             interactive=len(choices) > 1,
         )
+        if hub is not None:
+            gr.Markdown(tools_line(backend.accepts_tools, hub))
         settings_inputs = [
             gr.Textbox(settings.system_prompt, label="System prompt", lines=3, render=False),
             gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", render=False),
@@ -222,24 +256,47 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     return demo.launch(max_threads=max(40, settings.concurrency + 16), head=MEDIA_FROM_THIS_APP_ONLY, **options)
 
 
+def start_tools(settings: Settings) -> ToolHub | None:
+    """The MCP servers of --mcp, started; None without --mcp."""
+    if not settings.mcp_servers:
+        return None
+    hub = ToolHub(
+        settings.mcp_servers,
+        timeout=settings.tool_timeout,
+        secrets=[settings.api_key, *(password for _, password in settings.auth)],
+        approve_all=settings.approve_tools,
+    )
+    hub.start()
+    return hub
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(argv)
-        report = preflight.run(settings, stream=settings.check)
+    except ConfigError as exc:
+        sys.exit(f"Error: {exc}")
+    # SIGTERM ends the app as Ctrl-C does, through the finally below, so the MCP servers stop with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    hub = start_tools(settings)
+    try:
+        report = preflight.run(settings, stream=settings.check, hub=hub)
         if settings.check:
             print(report.render(), flush=True)
             sys.exit(0 if report.ok else 1)
-        demo = build_app(settings, report.models)
+        demo = build_app(settings, report.models, hub)
+        print(settings.describe(), flush=True)
+        if report.findings:
+            print(report.render(), flush=True)
+        # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
+        # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
+        os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
+        serve(demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
     except ConfigError as exc:
         sys.exit(f"Error: {exc}")
-    print(settings.describe(), flush=True)
-    if report.findings:
-        print(report.render(), flush=True)
-    # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
-    # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
-    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
-    serve(demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
+    finally:
+        if hub is not None:
+            hub.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from providers.presets import PRESETS, Preset
 from providers.registry import backend_class, provider_names
 from proxies import PRIVATE_RANGES, Network, parse_networks
+from tools.servers import ServerSpec, load_servers
 
 VERSION = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]["version"]
 DEFAULT_PROVIDER = "local"  # the embedded model: no key, no network
@@ -51,6 +52,11 @@ class Settings:
     models: tuple[str, ...] = ()  # the models users may pick; empty: every model the provider lists
     save_history: bool = False  # keep conversations in the browser's local storage
     check: bool = False  # run the preflight checks and exit
+    mcp_servers: tuple[ServerSpec, ...] = ()  # from --mcp FILE
+    max_steps: int = 8  # model steps in one turn, tool calls between them
+    tool_timeout: float = 30.0
+    approve_tools: bool = False  # every tool call waits for the user's Run
+    mcp_server: bool = False  # serve this chat as an MCP tool at /mcp
 
     @property
     def location(self) -> str:
@@ -221,6 +227,37 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "[CHAT_SAVE_HISTORY=1] Default: off, for privacy.",
     )
     p.add_argument(
+        "--mcp",
+        default=env_default("CHAT_MCP"),
+        help="A JSON file of MCP servers whose tools the model may call, in the mcpServers format of Claude "
+        "Desktop, Cursor and VS Code; ${VAR} is taken from the environment. [CHAT_MCP] Default: no tools.",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=_number(int, "--max-steps", 1),
+        default=env_default("CHAT_MAX_STEPS", "8"),
+        help="Model steps in one reply, tool calls between them. [CHAT_MAX_STEPS] Default: 8.",
+    )
+    p.add_argument(
+        "--tool-timeout",
+        type=_number(float, "--tool-timeout", 0.001),
+        default=env_default("CHAT_TOOL_TIMEOUT", "30"),
+        help="Seconds a tool call may take before it is cancelled. [CHAT_TOOL_TIMEOUT] Default: 30.",
+    )
+    p.add_argument(
+        "--approve-tools",
+        action="store_true",
+        default=env_default("CHAT_APPROVE_TOOLS", "") in ("1", "true", "yes"),
+        help='Every tool call waits for the user to press Run (or Skip); per server: "approve": true in the '
+        "--mcp file. [CHAT_APPROVE_TOOLS=1]",
+    )
+    p.add_argument(
+        "--mcp-server",
+        action="store_true",
+        default=env_default("CHAT_MCP_SERVER", "") in ("1", "true", "yes"),
+        help="Also serve this chat as an MCP tool at /mcp, for other agents. [CHAT_MCP_SERVER=1]",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="Check the provider (reachable, key, model, streaming, usage), print a diagnosis and exit: "
@@ -246,6 +283,15 @@ def trusted_proxies(text: str) -> tuple[Network, ...]:
         return parse_networks(text)
     except ValueError as exc:
         raise ConfigError(f"--forwarded-allow-ips takes addresses or CIDR ranges separated by commas: {exc}.") from None
+
+
+def mcp_servers(path: str | None, env: Mapping[str, str]) -> tuple[ServerSpec, ...]:
+    if not path:
+        return ()
+    try:
+        return load_servers(Path(path).expanduser(), env)
+    except ValueError as exc:
+        raise ConfigError(f"--mcp: {exc}.") from None
 
 
 def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -281,6 +327,11 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         models=tuple(name.strip() for name in (args.models or "").split(",") if name.strip()),
         save_history=args.save_history,
         check=args.check,
+        mcp_servers=mcp_servers(args.mcp, env),
+        max_steps=args.max_steps,
+        tool_timeout=args.tool_timeout,
+        approve_tools=args.approve_tools,
+        mcp_server=args.mcp_server,
     )
 
     if backend.in_process:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from attachments import is_image, is_uploaded, read_part
 from errors import ImagesNotSupported, UnreadableAttachment, without_notice
@@ -11,8 +11,20 @@ IMAGE_SIZE = 1000  # what an image counts for against the history limit, in char
 
 
 class Message(TypedDict):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict]  # a list: OpenAI content parts (text and image_url)
+    tool_calls: NotRequired[list[dict]]  # an assistant's calls, in OpenAI's format
+    tool_call_id: NotRequired[str]  # a tool message: the call it answers
+
+
+class ToolExchange(Protocol):
+    step: str  # the calls of one step share it
+    call: dict  # the assistant's tool_calls entry
+    result: str
+
+
+class ToolExchanges(Protocol):
+    def get(self, record: object) -> ToolExchange | None: ...
 
 
 def _parts(content: Any) -> list:
@@ -60,7 +72,9 @@ def size_of(message: Message) -> int:
     return sum(len(part["text"]) if part["type"] == "text" else IMAGE_SIZE for part in content)
 
 
-def to_provider_messages(system_prompt: str, history: Any, message: Any, *, images: bool = True) -> list[Message]:
+def to_provider_messages(
+    system_prompt: str, history: Any, message: Any, *, images: bool = True, exchanges: ToolExchanges | None = None
+) -> list[Message]:
     """The system prompt first, then the user/assistant turns, then the new message.
 
     Every call rebuilds this from scratch: a client can set the history with any
@@ -69,16 +83,23 @@ def to_provider_messages(system_prompt: str, history: Any, message: Any, *, imag
     thinking, stats) are for the reader only. Consecutive turns of one role are
     merged, since some chat templates insist that roles alternate.
 
+    A tool call shown in the chat goes back as the assistant's tool_calls and a tool
+    message only if this server made it: its metadata id names an exchange kept in
+    `exchanges`; a client can point at one, not write one.
+
     `message` is a string or a multimodal {"text": ..., "files": [...]}. With
     images=False (a backend that cannot see) an image in the new message raises
     ImagesNotSupported; images in earlier turns are left out.
     """
     turns: list[Message] = []
+    steps: dict[int, str] = {}  # index in turns of an assistant message with tool_calls -> its step
     for entry in history if isinstance(history, (list, tuple)) else []:
         if not isinstance(entry, dict) or entry.get("role") not in ("user", "assistant"):
             continue
         metadata = entry.get("metadata")
         if isinstance(metadata, dict) and metadata.get("title"):
+            if exchanges is not None and (exchange := exchanges.get(metadata.get("id"))):
+                _append_exchange(turns, steps, exchange)
             continue
         content = entry.get("content")
         text = text_of(content)
@@ -97,6 +118,23 @@ def to_provider_messages(system_prompt: str, history: Any, message: Any, *, imag
         _append(turns, "user", [_text(message)])
     prompt: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     return prompt + turns
+
+
+def _append_exchange(turns: list[Message], steps: dict[int, str], exchange: ToolExchange) -> None:
+    """Add a tool call and its result: to the calls of its step if they are the last thing in
+    `turns`, else to the assistant text just before it, else to a new assistant message."""
+    calling = len(turns)
+    while calling and turns[calling - 1]["role"] == "tool":
+        calling -= 1
+    calling -= 1  # the message before the tool results
+    if not (calling < len(turns) - 1 and steps.get(calling) == exchange.step):
+        if not (turns and turns[-1]["role"] == "assistant" and "tool_calls" not in turns[-1]):
+            turns.append({"role": "assistant", "content": ""})
+        calling = len(turns) - 1
+        turns[calling]["tool_calls"] = []
+        steps[calling] = exchange.step
+    turns[calling]["tool_calls"].append(exchange.call)
+    turns.append({"role": "tool", "tool_call_id": str(exchange.call.get("id", "")), "content": exchange.result})
 
 
 def _text(text: str) -> dict:

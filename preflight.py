@@ -12,8 +12,10 @@ import openai
 from config import ConfigError, Settings
 from errors import IncompleteReply, describe
 from providers.base import GenerationParams
+from providers.openai_compatible import TOOLS_REFUSED
 from providers.registry import backend_class, create_backend
 from reply import Reply
+from tools.hub import ToolHub
 
 PROBE = [{"role": "user", "content": "Reply with one word: ready"}]
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}
@@ -48,17 +50,25 @@ class Report:
         return "\n".join(lines)
 
 
-def run(settings: Settings, *, stream: bool) -> Report:
-    """Check the provider. stream=False is the short startup check: no generation, nothing billed."""
+def run(settings: Settings, *, stream: bool, hub: ToolHub | None = None) -> Report:
+    """Check the provider, and the MCP servers in `hub` (started). stream=False is the short
+    startup check: no generation, nothing billed."""
     report = Report(settings)
+    for server in hub.status() if hub else []:
+        detail = server.line().split(": ", 1)[1]
+        report.add("fail" if server.error else "ok", f"MCP server {server.name}", detail)
+    tools = hub.openai_tools() if hub else ()
+    if tools and not backend_class(settings.provider).accepts_tools:
+        report.add("warn", "Tools", f"{settings.provider} is offered no tools; the MCP servers' tools go unused")
+        tools = ()
     if backend_class(settings.provider).in_process and not stream:
         report.models = [settings.model]  # creating the backend at startup is the check
         return report
-    asyncio.run(_run(report, stream))
+    asyncio.run(_run(report, stream, tools))
     return report
 
 
-async def _run(report: Report, stream: bool) -> None:
+async def _run(report: Report, stream: bool, tools: tuple[dict, ...] = ()) -> None:
     started = time.monotonic()
     # No retries: a check reports what happened the first time. At startup, wait at most 5 s for an answer.
     timeout = report.settings.timeout if stream else min(report.settings.timeout, 5.0)
@@ -74,7 +84,7 @@ async def _run(report: Report, stream: bool) -> None:
         elif not await _check_listing(report, backend):
             return
         if stream:
-            await _check_stream(report, backend)
+            await _check_stream(report, backend, tools)
     finally:
         await backend.aclose()  # in this event loop, which ends with the check
 
@@ -105,12 +115,12 @@ async def _check_listing(report: Report, backend) -> bool:
     return True
 
 
-async def _check_stream(report: Report, backend) -> None:
+async def _check_stream(report: Report, backend, tools: tuple[dict, ...]) -> None:
     s = report.settings
     reply = Reply()
     try:
         async with asyncio.timeout(s.deadline):
-            async for event in backend.stream(PROBE, GenerationParams(temperature=0, max_tokens=16)):
+            async for event in backend.stream(PROBE, GenerationParams(temperature=0, max_tokens=16, tools=tools)):
                 reply.add(event)
         reply.finish()
         if reply.finish_reason is None:
@@ -118,7 +128,13 @@ async def _check_stream(report: Report, backend) -> None:
     except Exception as exc:
         report.add("fail", "Streaming", describe(exc, s, partial=False))
         return
-    if not (reply.text or reply.reasoning):
+    if tools:
+        if reply.notice == TOOLS_REFUSED:
+            report.add("warn", "Tools", f"{s.model} refused them (400/422), so it chats without tools")
+        else:
+            called = f"; it called {reply.tool_calls[min(reply.tool_calls)].name}" if reply.tool_calls else ""
+            report.add("ok", "Tools", f"{s.model} accepts them ({len(tools)} offered{called})")
+    if not (reply.text or reply.reasoning or reply.tool_calls):
         report.add("fail", "Streaming", f"The stream ended with no text. Check that {s.model} is a chat model.")
         return
     first = (reply.first_token or reply.started) - reply.started

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from errors import IncompleteReply, ReplyCutOff, with_notice
-from providers.base import Event, Finish, Reasoning, Usage
+from providers.base import Event, Finish, Notice, Reasoning, ToolCallDelta, Usage
 
 THINKING = "Thinking"
 STATS = "Stats"
@@ -67,6 +67,15 @@ class ThinkTags:
 
 
 @dataclass
+class CallDraft:
+    """A tool call as it streams in: its arguments arrive in pieces."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
 class Reply:
     """A reply being received. Times are time.monotonic() seconds."""
 
@@ -81,6 +90,7 @@ class Reply:
     ended: float | None = None
     notice: str = ""  # what went wrong, for the reader
     continuable: bool = False  # cut at max tokens: offer to continue
+    tool_calls: dict[int, CallDraft] = field(default_factory=dict)  # by the index the provider gives
     tags: ThinkTags = field(default_factory=ThinkTags, repr=False)
 
     def add(self, event: Event) -> None:
@@ -106,6 +116,14 @@ class Reply:
                 return
             case Finish():
                 self.finish_reason = event.reason
+                return
+            case ToolCallDelta():
+                draft = self.tool_calls.setdefault(event.index, CallDraft())
+                draft.id = draft.id or event.id
+                draft.name = draft.name or event.name  # some servers repeat it in every piece
+                draft.arguments += event.arguments
+            case Notice():
+                self.notice = self.notice or event.text
                 return
         self.first_token = self.first_token or now
         self.last_token = now
@@ -149,8 +167,9 @@ def stats(reply: Reply) -> str:
     return " · ".join(parts)
 
 
-def messages(reply: Reply) -> list[dict]:
-    """The reply as Gradio chat messages: thinking (folded), the answer, then its stats.
+def messages(reply: Reply, *, footer: bool = True) -> list[dict]:
+    """The reply as Gradio chat messages: thinking (folded), the answer, then (with the
+    footer) its stats and a Continue button if it was cut off.
 
     Titled messages are for the reader: history.py never sends them back to the model.
     """
@@ -163,6 +182,8 @@ def messages(reply: Reply) -> list[dict]:
     answer = with_notice(reply.text, reply.notice) if reply.notice else reply.text
     if answer or not shown:
         shown.append({"role": "assistant", "content": answer})
+    if not footer:
+        return shown
     if reply.ended is not None and reply.first_token is not None:
         telemetry = {"title": STATS, "log": stats(reply), "status": "done"}
         shown.append({"role": "assistant", "content": "", "metadata": telemetry})

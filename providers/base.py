@@ -20,6 +20,7 @@ class GenerationParams:
     max_tokens: int = 1024
     top_p: float = 1.0
     model: str | None = None  # None: the configured model
+    tools: tuple[dict, ...] = ()  # OpenAI-format tools the model may call (only if the backend accepts_tools)
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,25 @@ class Finish:
     reason: str
 
 
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call: the call at `index` gets its id and name first, its JSON arguments in pieces."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A remark for the reader about how the reply was made (e.g. tools were left out)."""
+
+    text: str
+
+
 # A plain string is answer text.
-Event = str | Reasoning | Usage | Finish
+Event = str | Reasoning | Usage | Finish | ToolCallDelta | Notice
 
 
 class ChatBackend:
@@ -71,13 +89,16 @@ class ChatBackend:
 
     def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
         """Yield the reply as it arrives: answer text as str, then Finish; Reasoning and
-        Usage when the provider sends them.
+        Usage when the provider sends them; ToolCallDelta when params.tools were offered and
+        the model calls them (then Finish("tool_calls")).
 
-        `messages` are OpenAI chat messages: {"role": "system" | "user" | "assistant",
+        `messages` are OpenAI chat messages: {"role": "system" | "user" | "assistant" | "tool",
         "content": ...}, where content is a string, or a list of OpenAI content parts
         ({"type": "text", "text": ...}, {"type": "image_url", ...}) when the user attached
-        something. Raise errors.ContextTooLong if the conversation does not fit; let
-        provider errors propagate.
+        something. With tools, an assistant message may carry "tool_calls", and "tool"
+        messages ({"role": "tool", "tool_call_id": ..., "content": ...}) follow it.
+        Raise errors.ContextTooLong if the conversation does not fit; let provider errors
+        propagate.
         """
         raise NotImplementedError
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx2
 import openai
 
 from config import Settings
 from history import Message
-from providers.base import ChatBackend, Event, Finish, GenerationParams, Reasoning, Usage
+from providers.base import ChatBackend, Event, Finish, GenerationParams, Notice, Reasoning, ToolCallDelta, Usage
+
+TOOLS_REFUSED = "This model does not accept tools here, so it answered without them."
 
 
 class OpenAICompatible(ChatBackend):
@@ -31,10 +34,13 @@ class OpenAICompatible(ChatBackend):
         # Usage comes in a last chunk when asked for with stream_options. Some servers refuse the
         # parameter (Mistral with 422, some gateways with 400); after one refusal it is left out.
         self.ask_for_usage = True
+        self.refuse_tools: set[str] = set()  # models whose server answered 400/422 to `tools`
 
     def _request(self, messages: list[Message], params: GenerationParams):
         """The request, sent when entered: the SDK's auth, retries and status errors, with the body left raw."""
-        usage = {"stream_options": {"include_usage": True}} if self.ask_for_usage else {}
+        extra: dict = {"stream_options": {"include_usage": True}} if self.ask_for_usage else {}
+        if params.tools:
+            extra["tools"] = list(params.tools)
         return self.client.chat.completions.with_streaming_response.create(
             model=params.model or self.settings.model,
             messages=messages,
@@ -42,19 +48,31 @@ class OpenAICompatible(ChatBackend):
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             stream=True,
-            **usage,
+            **extra,
         )
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
+        model = params.model or self.settings.model
+        if params.tools and model in self.refuse_tools:
+            messages, params = without_tools(messages), replace(params, tools=())
         # The exit stack closes the HTTP response however this generator ends: Stop, error or done.
         async with contextlib.AsyncExitStack() as stack:
-            try:
-                response = await stack.enter_async_context(self._request(messages, params))
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if not (self.ask_for_usage and "stream_options" in str(exc.body) + exc.message):
-                    raise
-                self.ask_for_usage = False  # nothing was shown yet, so asking again is safe
-                response = await stack.enter_async_context(self._request(messages, params))
+            for _ in range(3):  # at most one retry for each refused parameter; nothing was shown yet
+                try:
+                    response = await stack.enter_async_context(self._request(messages, params))
+                    break
+                except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                    said = (str(exc.body) + exc.message).lower()
+                    if self.ask_for_usage and "stream_options" in said:
+                        self.ask_for_usage = False
+                    elif params.tools and "tool" in said:  # Ollama, vLLM: "does not support tools", ...
+                        self.refuse_tools.add(model)
+                        messages, params = without_tools(messages), replace(params, tools=())
+                        yield Notice(TOOLS_REFUSED)
+                    else:
+                        raise
+            else:
+                raise RuntimeError("the provider refused the request three times")
             async for event in events(response.http_response):
                 yield event
 
@@ -116,6 +134,31 @@ def _chunk_events(payload: str, response: httpx2.Response) -> list[Event]:
             out.append(Reasoning(thought))
         if content := delta.get("content"):
             out.append(content)
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            out.append(
+                ToolCallDelta(
+                    call.get("index") or 0,
+                    call.get("id") or "",
+                    function.get("name") or "",
+                    function.get("arguments") or "",
+                )
+            )
         if reason := choice.get("finish_reason"):
             out.append(Finish(reason))
     return out
+
+
+def without_tools(messages: list[Message]) -> list[Message]:
+    """The conversation for a model offered no tools: tool results and calls left out, text kept."""
+    kept: list[Message] = []
+    for message in messages:
+        if message["role"] == "tool":
+            continue
+        if "tool_calls" in message:
+            message = {"role": "assistant", "content": message["content"]}
+        if kept and kept[-1]["role"] == message["role"] == "assistant":  # the text around a tool call: one turn
+            message = {"role": "assistant", "content": f"{kept.pop()['content']}\n\n{message['content']}".strip()}
+        if message["content"]:
+            kept.append(message)
+    return kept

@@ -30,6 +30,16 @@ SCRIPTED = re.compile(r"bench:(\d+):(\d+(?:\.\d+)?)")
 
 
 @dataclass
+class ToolCall:
+    """A tool call the model makes: its arguments sent in `pieces` (default: one)."""
+
+    name: str
+    arguments: str = "{}"
+    id: str | None = None  # None: call_<index>
+    pieces: list[str] | None = None  # how the arguments are split across chunks; they must join to `arguments`
+
+
+@dataclass
 class Reply:
     """What the server answers to one chat request.
 
@@ -52,6 +62,8 @@ class Reply:
     reasoning: list[str] | None = None  # chunks of thinking sent before the content
     reasoning_field: str = "reasoning_content"  # DeepSeek/vLLM; Ollama and OpenRouter say "reasoning"
     usage: bool = True  # send token usage when the client asks for it
+    tool_calls: list[ToolCall] | None = None  # sent after the text; the finish reason becomes "tool_calls"
+    split_utf8: bool = False  # send each event in two HTTP chunks, cut inside a multi-byte character
 
 
 @dataclass
@@ -99,6 +111,7 @@ class FakeOpenAI:
         self.models = ["fake-model", "fake-model-2"]
         self.models_status = 200  # another status makes GET /models fail with it
         self.refuse_stream_options = False  # answer 422 to a request with stream_options, as Mistral does
+        self.refuse_tools = False  # answer 400 to a request with tools, as Ollama does for some models
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +131,7 @@ class FakeOpenAI:
         self.models = ["fake-model", "fake-model-2"]
         self.models_status = 200
         self.refuse_stream_options = False
+        self.refuse_tools = False
         self.replies.clear()
         self.requests.clear()
         self.closed_early.clear()
@@ -250,6 +264,10 @@ class FakeOpenAI:
                 writer, 422, {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}
             )
             return b""
+        if self.refuse_tools and request.body.get("tools"):
+            error = {"message": "fake-model does not support tools", "type": "invalid_request_error", "code": None}
+            await self._send_json(writer, 400, {"error": error})
+            return b""
         reply = self.replies.popleft() if self.replies else self._scripted(request) or self.default
         if reply.status != 200:
             error = {"message": reply.error_message, "type": "invalid_request_error", "code": reply.error_code}
@@ -336,8 +354,18 @@ class FakeOpenAI:
             if reply.fault:
                 outcome = await self._fault(reply, writer, watcher)
                 return b""
+            for index, call in enumerate(reply.tool_calls or []):
+                start = {"index": index, "id": call.id or f"call_{index}", "type": "function"}
+                start["function"] = {"name": call.name, "arguments": ""}
+                await self._event(writer, chunk(json.dumps({"tool_calls": [start]})), reply.split_utf8)
+                for piece in call.pieces if call.pieces is not None else [call.arguments]:
+                    if reply.delay:
+                        await asyncio.wait({watcher}, timeout=reply.delay)
+                    delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                    await self._event(writer, chunk(json.dumps(delta, ensure_ascii=False)), reply.split_utf8)
             if reply.finish_reason:
-                await self._event(writer, chunk("{}", reply.finish_reason))
+                finish = "tool_calls" if reply.tool_calls else reply.finish_reason
+                await self._event(writer, chunk("{}", finish))
             if reply.usage and (request.body.get("stream_options") or {}).get("include_usage"):
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.body.get("messages", []))
                 completion = len(tokens) + len(reply.reasoning or [])  # providers count thinking as completion
@@ -389,10 +417,15 @@ class FakeOpenAI:
         return "fault"
 
     @staticmethod
-    async def _event(writer: asyncio.StreamWriter, data: bytes) -> None:
+    async def _event(writer: asyncio.StreamWriter, data: bytes, split_utf8: bool = False) -> None:
         payload = b"data: " + data + b"\n\n"
-        writer.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-        await writer.drain()
+        # A continuation byte (10xxxxxx) is inside a character: cutting before it splits the character.
+        cut = next((i for i, byte in enumerate(payload) if byte & 0xC0 == 0x80), 0) if split_utf8 else 0
+        for part in (payload[:cut], payload[cut:]) if cut else (payload,):
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            if cut:
+                await asyncio.sleep(0.01)  # so the client reads the halves apart
 
     @staticmethod
     async def _send_json(

@@ -1,0 +1,219 @@
+"""The --mcp file, MCP servers over streamable HTTP, and `python app.py --mcp` as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from tests.conftest import SENTINEL_KEY
+from tests.fake_openai import FakeOpenAI, Reply, ToolCall
+from tests.support import answer_text, free_port
+from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+from tools.hub import ToolHub
+from tools.servers import load_servers
+
+TOKEN = "mcp-token-0123456789abcdef"
+
+
+def write(tmp_path: Path, servers: dict) -> Path:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}))
+    return path
+
+
+def test_the_file_takes_variables_from_the_environment(tmp_path: Path):
+    path = write(
+        tmp_path,
+        {
+            "local": {"command": "tool-${NAME}", "args": ["--dir", "${HOME}"], "env": {"KEY": "${KEY}"}, "cwd": "/tmp"},
+            "web": {"url": "https://example.test/mcp", "headers": {"Authorization": "Bearer ${KEY}"}, "approve": True},
+        },
+    )
+    local, web = load_servers(path, {"NAME": "x", "HOME": "/home/a", "KEY": "k-123"})
+    assert (local.command, local.args, dict(local.env), local.cwd) == (
+        "tool-x",
+        ("--dir", "/home/a"),
+        {"KEY": "k-123"},
+        "/tmp",
+    )
+    assert (web.url, dict(web.headers), web.approve) == (
+        "https://example.test/mcp",
+        {"Authorization": "Bearer k-123"},
+        True,
+    )
+    assert "k-123" in web.secrets and "k-123" not in repr(web) + repr(local)
+
+
+@pytest.mark.parametrize(
+    ("servers", "says"),
+    [
+        (
+            {"a": {"command": "x", "env": {"K": "${UNSET_VAR}"}}},
+            "server 'a': env.K uses ${UNSET_VAR}, which is not set",
+        ),
+        ({"a": {"command": "x", "url": "http://h"}}, "give either a command (stdio) or a url (streamable HTTP)"),
+        ({"a": {}}, "give either a command (stdio) or a url"),
+        ({"a": {"url": "ftp://h"}}, "url must start with http:// or https://"),
+        ({"a": {"command": "x", "args": "y"}}, "args must be a list of strings"),
+        ({"a": {"command": "x", "approve": "yes"}}, "approve must be true or false"),
+    ],
+)
+def test_a_bad_file_is_one_sentence(tmp_path: Path, servers: dict, says: str):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        load_servers(write(tmp_path, servers), {})
+
+
+def test_a_file_that_is_not_an_mcp_servers_file(tmp_path: Path):
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load_servers(tmp_path / "bad.json", {})
+    (tmp_path / "bad.json").write_text('{"servers": {}}')
+    with pytest.raises(ValueError, match='needs an object "mcpServers"'):
+        load_servers(tmp_path / "bad.json", {})
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    """tests/mcp_tools_server.py over streamable HTTP on loopback, requiring a token."""
+    port = free_port()
+    env = {**os.environ, "MCP_TEST_TOKEN": TOKEN, "MCP_TEST_LOG": str(tmp_path / "http.log")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.mcp_tools_server", "--http", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "the HTTP MCP server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_streamable_http_server_gets_its_headers_and_a_wrong_token_is_reported(tmp_path: Path, http_server: str):
+    servers = {
+        "web": {"url": http_server, "headers": {"Authorization": "Bearer ${MCP_TOKEN}"}},
+        "wrong": {"url": http_server, "headers": {"Authorization": "Bearer not-the-token"}},
+    }
+    specs = load_servers(write(tmp_path, servers), {"MCP_TOKEN": TOKEN})
+    hub = ToolHub(specs)
+    try:
+        status = {s.name: s for s in hub.start()}
+        assert status["web"].error is None and "echo" in status["web"].tools
+        assert status["wrong"].error == "it answered HTTP 401 (check its headers)"
+        result = asyncio.run(hub.call("echo", json.dumps({"text": f"over http with {TOKEN}"})))
+        assert (result.text, result.is_error) == ("over http with [redacted]", False)
+    finally:
+        hub.close()
+
+
+def tool_processes(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    children = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            if int(fields.get("PPid", "0")) == pid:
+                children.append(int(status.parent.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state
+
+
+def test_python_app_py_with_the_readme_mcp_file_answers_with_the_time_and_stops_its_server(fake_server: FakeOpenAI):
+    fake_server.reset()
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    output: list[str] = []
+    proc, lines = spawn(env | {"CHAT_MODEL": "fake-model"}, "--mcp", "examples/mcp.json")
+    try:
+        wait_until_serving(proc, lines, output)
+        assert "  ✓ MCP server time: get_current_time, convert_time\n" in output
+        [server_pid] = tool_processes(proc.pid)
+        fake_server.enqueue(
+            Reply(text="", tool_calls=[ToolCall("get_current_time", '{"timezone": "UTC"}')]),
+            Reply(text="It is morning somewhere."),
+        )
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        final = client.predict({"text": "What time is it?", "files": []}, api_name="/chat")
+        [step] = [m for m in final if (m.get("metadata") or {}).get("title") == "🛠️ get_current_time"]
+        assert '"timezone": "UTC"' in step["content"] and '"datetime": "' in step["content"]
+        assert answer_text(final) == "It is morning somewhere."
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not alive(server_pid), "the MCP server outlived the app"
+    assert "Traceback" not in "".join(output)
+
+
+def test_check_lists_the_servers_health_and_whether_the_model_takes_tools(tmp_path: Path, fake_server: FakeOpenAI):
+    fake_server.reset()
+    mcp = write(
+        tmp_path,
+        {
+            "time": {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
+            "broken": {"command": "no-such-mcp-command"},
+        },
+    )
+    env = base_env(free_port()) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    run = subprocess.run(
+        [sys.executable, "app.py", "--check", "--model", "fake-model", "--mcp", str(mcp)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "  ✓ MCP server time: get_current_time, convert_time\n" in run.stdout
+    assert "  ✗ MCP server broken: no-such-mcp-command was not found\n" in run.stdout
+    assert "  ✓ Tools: fake-model accepts them (2 offered)\n" in run.stdout
+    assert run.returncode == 1  # a server is down
+
+    fake_server.refuse_tools = True
+    run = subprocess.run(
+        [sys.executable, "app.py", "--check", "--model", "fake-model", "--mcp", str(mcp)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "  ! Tools: fake-model refused them (400/422), so it chats without tools\n" in run.stdout
+
+    local = subprocess.run(
+        [sys.executable, "app.py", "--check", "--provider", "local", "--mcp", str(mcp)],
+        cwd=ROOT,
+        env=base_env(free_port()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "  ! Tools: local is offered no tools; the MCP servers' tools go unused\n" in local.stdout
