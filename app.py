@@ -32,7 +32,7 @@ from providers.registry import create_backend
 from proxies import client_address
 from relay import Pacer
 from reply import Reply, messages
-from tools import loop
+from tools import chat_server, loop
 from tools.hub import ToolHub
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 
@@ -81,6 +81,20 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
         problem = message_problem(message, settings.max_message_chars)
         return gr.validate(problem is None, problem or "")
 
+    def run_turn(turn: loop.Turn, history_sent: list, params: GenerationParams, **resume) -> AsyncIterator:
+        return loop.run(
+            turn,
+            backend,
+            history_sent,
+            params,
+            hub=hub,
+            exchanges=exchanges,
+            pacer=pacer,
+            deadline=settings.deadline,
+            max_steps=settings.max_steps,
+            **resume,
+        )
+
     async def chat(
         message: dict,
         history: list[dict],
@@ -116,19 +130,8 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             if dropped:
                 gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
             params = GenerationParams(temperature, int(max_tokens), top_p, model)
-            async for waits in loop.run(
-                turn,
-                backend,
-                history_sent,
-                params,
-                hub=hub,
-                exchanges=exchanges,
-                pacer=pacer,
-                deadline=settings.deadline,
-                max_steps=settings.max_steps,
-                paused=waiting if decision else None,
-                decision=decision,
-            ):
+            resume = {"paused": waiting, "decision": decision} if decision else {}  # Run or Skip: go on from there
+            async for waits in run_turn(turn, history_sent, params, **resume):
                 if waits is not None:
                     paused[request.session_hash or ""] = waits
                 yield turn.messages()
@@ -138,6 +141,22 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             turn.fail(describe(exc, settings, partial=bool(turn.text)), continuable=isinstance(exc, ReplyCutOff))
         turn.ended = not turn.waiting
         yield turn.messages()
+
+    async def answer(text: str, system_prompt: str) -> str:
+        """One message's whole reply, for other agents (--mcp-server); ValueError says what went wrong."""
+        if problem := message_problem({"text": text, "files": []}, settings.max_message_chars):
+            raise ValueError(problem)
+        turn = loop.Turn()
+        sent = to_provider_messages(system_prompt or settings.system_prompt, [], text)
+        try:
+            async for waits in run_turn(turn, sent, GenerationParams(max_tokens=min(1024, settings.max_tokens_limit))):
+                if waits is not None:
+                    return f"{turn.text}\n\n(A tool call needs approval in the chat page, so it did not run.)".strip()
+        except Exception as exc:
+            raise ValueError(describe(exc, settings, partial=bool(turn.text))) from None
+        if not turn.text:
+            raise ValueError(f"The model sent an empty reply. {RETRY}.")
+        return turn.text
 
     def export_chat(
         history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
@@ -234,6 +253,8 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             [chat_ui.chatbot, chat_ui.chatbot_state, *settings_inputs, model_picker],
             api_name="import_chat",
         )
+    if settings.mcp_server:  # serve() mounts it at /mcp/
+        demo.mcp_lifespan = chat_server.lifespan(chat_server.chat_server(answer), settings.host, settings.auth)
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
     # see their place once a second: Gradio's default re-sends every place each time a reply starts,
     # which for a burst of n arrivals is n² messages.
@@ -248,11 +269,13 @@ MEDIA_FROM_THIS_APP_ONLY = (
 
 
 def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
-    """demo.launch(**options), with room for --concurrency replies streaming at once, and a page that
-    fetches no media from other origins."""
+    """demo.launch(**options), with room for --concurrency replies streaming at once, a page that
+    fetches no media from other origins, and the MCP endpoint if --mcp-server."""
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
+    if lifespan := getattr(demo, "mcp_lifespan", None):  # --mcp-server
+        options["app_kwargs"] = {"lifespan": lifespan}
     return demo.launch(max_threads=max(40, settings.concurrency + 16), head=MEDIA_FROM_THIS_APP_ONLY, **options)
 
 

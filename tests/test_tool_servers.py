@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.conftest import SENTINEL_KEY
+from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import answer_text, free_port
+from tests.support import answer_text, free_port, launched
 from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
 from tools.hub import ToolHub
 from tools.servers import load_servers
@@ -217,3 +218,64 @@ def test_check_lists_the_servers_health_and_whether_the_model_takes_tools(tmp_pa
         stdin=subprocess.DEVNULL,
     )
     assert "  ! Tools: local is offered no tools; the MCP servers' tools go unused\n" in local.stdout
+
+
+async def call_chat(url: str, headers: dict[str, str] | None = None, **arguments) -> tuple[list[str], str, bool]:
+    """Through the official SDK, as another agent would: the tools listed, and the chat tool's answer."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with (
+        httpx2.AsyncClient(headers=headers or {}) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        listed = [tool.name for tool in (await client.list_tools()).tools]
+        result = await client.call_tool("chat", arguments)
+        return listed, result.content[0].text, bool(result.is_error)
+
+
+def test_mcp_server_lets_another_agent_call_the_chat(fake_server: FakeOpenAI):
+    fake_server.reset()
+    settings = remote_settings(fake_server, mcp_server=True)
+    with launched(settings) as url:
+        listed, text, failed = asyncio.run(call_chat(url + "mcp/", message="hello from an agent"))
+        assert (listed, text, failed) == (["chat"], "Echo: hello from an agent", False)
+        assert fake_server.chat_requests[-1].body["messages"][0] == {
+            "role": "system",
+            "content": "You are a helpful assistant.",
+        }
+        _, text, failed = asyncio.run(call_chat(url + "mcp/", message="hi", system_prompt="Be brief."))
+        assert fake_server.chat_requests[-1].body["messages"][0] == {"role": "system", "content": "Be brief."}
+        _, text, failed = asyncio.run(call_chat(url + "mcp/", message="   "))
+        assert failed and text == "Error executing tool chat: Type a message first."
+        fake_server.default = Reply(status=401, error_message=f"bad key {SENTINEL_KEY}")
+        _, text, failed = asyncio.run(call_chat(url + "mcp/", message="hi"))
+        assert failed and SENTINEL_KEY not in text and "key" in text.lower()
+
+
+def test_mcp_server_behind_auth_needs_the_login(fake_server: FakeOpenAI):
+    fake_server.reset()
+    settings = remote_settings(fake_server, mcp_server=True, auth=(("ann", "pw-123"),))
+    with launched(settings) as url:
+        with pytest.raises(BaseException):  # noqa: B017 - the SDK wraps the 401 in task groups
+            asyncio.run(call_chat(url + "mcp/", message="hi"))
+        login = {"Authorization": "Basic " + base64.b64encode(b"ann:pw-123").decode()}
+        _, text, _ = asyncio.run(call_chat(url + "mcp/", login, message="hi"))
+        assert text == "Echo: hi"
+
+
+def test_the_readme_mcp_server_snippet_connects_this_app_to_another_instance(tmp_path: Path, fake_server: FakeOpenAI):
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme.split("### This chat as a tool for other agents", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    fake_server.reset()
+    with launched(remote_settings(fake_server, mcp_server=True)) as url:
+        mcp = tmp_path / "mcp.json"
+        mcp.write_text(snippet.replace("http://127.0.0.1:7860/", url))  # only the address changes
+        hub = ToolHub(load_servers(mcp, {}))
+        try:
+            assert [s.line() for s in hub.start()] == ["✓ MCP server chat: chat"]
+            result = asyncio.run(hub.call("chat", '{"message": "hi, other instance"}'))
+            assert (result.text, result.is_error) == ("Echo: hi, other instance", False)
+        finally:
+            hub.close()
