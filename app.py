@@ -60,9 +60,9 @@ def tools_line(backend_accepts_tools: bool, hub: ToolHub | None) -> str:
     if hub is None:
         return ""
     if not backend_accepts_tools:
-        return "🛠️ This model runs without tools: the embedded model is offered none."
+        return "This model runs without tools: the embedded model is offered none."
     listed = ", ".join(f"`{tool.name}`" for tool in hub.tools)
-    return f"🛠️ Tools this chat can use: {listed}." if listed else "🛠️ No tools: no MCP server could be started."
+    return f"Tools this chat can use: {listed}." if listed else "No tools: no MCP server could be started."
 
 
 def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | None = None) -> gr.Blocks:
@@ -119,7 +119,8 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             return
         turn = loop.Turn()
         waiting = paused.pop(request.session_hash or "", None)
-        decision = message.get("text") if waiting and message.get("text") in (loop.RUN, loop.SKIP) else None
+        text = message.get("text") if isinstance(message, dict) else message  # an option's button sends a str
+        decision = text if waiting and text in (loop.RUN, loop.SKIP) else None
         try:
             history_sent, dropped = trim_history(
                 to_provider_messages(

@@ -162,7 +162,7 @@ def test_python_app_py_with_the_readme_mcp_file_answers_with_the_time_and_stops_
         )
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         final = client.predict({"text": "What time is it?", "files": []}, api_name="/chat")
-        [step] = [m for m in final if (m.get("metadata") or {}).get("title") == "🛠️ get_current_time"]
+        [step] = [m for m in final if (m.get("metadata") or {}).get("title") == "Tool: get_current_time"]
         assert '"timezone": "UTC"' in step["content"] and '"datetime": "' in step["content"]
         assert answer_text(final) == "It is morning somewhere."
     finally:

@@ -44,7 +44,7 @@ class ToolCall:
     def message(self) -> dict:
         label = {"waiting": "waiting for your approval", "failed": "failed", "skipped": "skipped"}
         metadata: dict = {
-            "title": f"🛠️ {self.name}",
+            "title": f"Tool: {self.name}",
             "id": self.record,
             "status": "pending" if self.status == "running" else "done",  # waiting: no spinner, it may wait for good
         }
