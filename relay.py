@@ -32,10 +32,15 @@ class Pacer:
         return min(max(self.interval, self.streaming / self.per_second), max(self.slowest, self.interval))
 
 
-async def coalesce(events: AsyncIterator[Event], reply: Reply, pacer: Pacer, deadline: float) -> AsyncIterator[Reply]:
+async def coalesce(
+    events: AsyncIterator[Event], reply: Reply, pacer: Pacer, deadline: float, *, announce: bool = False
+) -> AsyncIterator[Reply]:
     """Feed `events` into `reply`, yielding it while it streams: the first text at once,
     then at most once per pacer.next_interval() seconds. When this ends (or raises the
     source's error) `reply.finish()` has run and the caller shows the final state.
+
+    With announce, it also yields once as soon as the source is being read, before any
+    text: the caller's screen update then overlaps the provider's request.
 
     Each update repeats the whole reply so far (Gradio sends the difference as an
     append). Tokens arriving faster than the screen needs are batched rather
@@ -67,6 +72,8 @@ async def coalesce(events: AsyncIterator[Event], reply: Reply, pacer: Pacer, dea
     shown = 0
     pacer.streaming += 1
     try:
+        if announce:
+            yield reply
         while True:
             await arrived.wait()
             arrived.clear()

@@ -1,7 +1,7 @@
 """Measure our app next to the plain openai SDK and gr.load_chat, in one run, against the
 same loopback OpenAI-compatible server, and write bench/RESULTS.md.
 
-    python -m bench            # every scenario, 5 runs each (about 11 minutes on 2 cores)
+    python -m bench            # every scenario, 5 runs each (about 12 minutes on 2 cores)
     python -m bench --quick    # 1 run of small sizes: checks that the benchmark works
 
 Every app runs as its own process, as does the loopback server; the client is
@@ -25,6 +25,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -684,6 +685,131 @@ def capacity(report: Report, apps: dict[str, App], server_url: str, runs: int, l
     )
 
 
+def plain_tool_turn(server_url: str, mcp_server: list[str], env: dict[str, str], text: str, turns: int) -> list[float]:
+    """The peer: the plain `openai` SDK and `mcp` Client in a hand-written loop, no UI; wall time per turn
+    (from after the MCP server started)."""
+    from mcp import Client, StdioServerParameters
+
+    async def run() -> list[float]:
+        llm = openai.AsyncOpenAI(base_url=server_url, api_key="bench-key")
+        params = StdioServerParameters(command=sys.executable, args=mcp_server, cwd=str(ROOT), env=env)
+        async with Client(params) as mcp:
+            tools = [
+                {"type": "function", "function": {"name": t.name, "description": t.description or "",
+                 "parameters": t.input_schema}}
+                for t in (await mcp.list_tools()).tools
+            ]  # fmt: skip
+            walls = []
+            for _ in range(turns):
+                start = time.perf_counter()
+                messages: list[dict] = [{"role": "user", "content": text}]
+                while True:
+                    calls: dict[int, dict] = {}
+                    content = ""
+                    async with await llm.chat.completions.create(
+                        model="bench-model", messages=messages, tools=tools, stream=True
+                    ) as stream:
+                        async for chunk in stream:
+                            for choice in chunk.choices:
+                                content += choice.delta.content or ""
+                                for piece in choice.delta.tool_calls or ():
+                                    call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                                    call["id"] = call["id"] or piece.id or ""
+                                    call["name"] = call["name"] or (piece.function and piece.function.name) or ""
+                                    call["arguments"] += (piece.function and piece.function.arguments) or ""
+                    if not calls:
+                        break
+                    tool_calls = [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
+                        for c in calls.values()
+                    ]
+                    messages.append({"role": "assistant", "content": content, "tool_calls": tool_calls})
+                    results = await asyncio.gather(
+                        *(mcp.call_tool(c["name"], json.loads(c["arguments"])) for c in calls.values())
+                    )
+                    for call, result in zip(calls.values(), results, strict=True):
+                        messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.content[0].text})
+                walls.append(time.perf_counter() - start)
+            await llm.close()
+            return walls
+
+    return asyncio.run(run())
+
+
+def tool_steps(report: Report, ours: App, server_url: str, times: Path, runs: int, steps: int) -> None:
+    """Per tool step, the time between the parts: the model's finished tool call -> the MCP server's tool
+    starting, and the tool's end -> the next upstream request arriving. Both sides stamp time.monotonic()
+    (system-wide), so differences across processes are exact to the microsecond."""
+    tool_ms, tokens = 50, 20
+    text = f"tools:{steps}:{tokens}:10:{tool_ms}"  # each step 20 tokens at 10 ms; each tool 50 ms
+
+    def parts_of_last_turn() -> tuple[list[float], list[float], float, float]:
+        """The gaps, the parts' time (upstream streams + tools), and the turn's span on the server's clock
+        (first upstream request received -> last stream ended)."""
+        streams = server_stats(server_url)["timeline"][-steps:]
+        tools = [tuple(map(float, line.split())) for line in times.read_text().splitlines()[-(steps - 1) :]]
+        to_call = [tool[0] - stream[1] for stream, tool in zip(streams, tools, strict=False)]
+        to_next = [stream[0] - tool[1] for stream, tool in zip(streams[1:], tools, strict=True)]
+        working = sum(end - start for start, end in streams) + sum(end - start for start, end in tools)
+        return to_call, to_next, working, streams[-1][1] - streams[0][0]
+
+    ask(ours, ours.client, text)  # warm-up: the first turn opens the connections
+    to_call: list[float] = []
+    to_next: list[float] = []
+    ratios: list[float] = []
+    client_ratios: list[float] = []
+    walls: list[float] = []
+    plain_ratios: list[float] = []
+    plain_to_call: list[float] = []
+    plain_to_next: list[float] = []
+    mcp_args = ["-m", "tests.mcp_tools_server"]
+    mcp_env = {"MCP_TEST_TIMES": str(times)}
+    for _ in range(runs):
+        reply = ask(ours, ours.client, text)
+        assert reply.text.count("w") == steps * tokens, reply.text
+        calls, nexts, working, span = parts_of_last_turn()
+        to_call += calls
+        to_next += nexts
+        walls.append(reply.total)
+        ratios.append(span / working)
+        client_ratios.append(reply.total / working)
+        plain_tool_turn(server_url, mcp_args, mcp_env, text, 1)
+        calls, nexts, working, span = parts_of_last_turn()
+        plain_to_call += calls
+        plain_to_next += nexts
+        plain_ratios.append(span / working)
+    call, following, ratio = Figure(to_call), Figure(to_next), Figure(ratios)
+    plain_call, plain_next, plain_ratio = Figure(plain_to_call), Figure(plain_to_next), Figure(plain_ratios)
+    report.add(
+        f"9. Tool steps: a {steps}-step turn through an MCP server over stdio (`tests/mcp_tools_server.py`), "
+        f"each step {tokens} tokens at 10 ms, each tool {tool_ms} ms",
+        "From the end of the model's tool-call stream to the tool starting in the MCP server (the app's parsing, "
+        "its check of the arguments, the step shown, the JSON-RPC message through the pipe), and from the tool's "
+        "end to the next upstream request arriving at the loopback server (the result back through the pipe, "
+        "redaction, the next request built and sent). The turn's wall time is taken on the loopback server's clock, "
+        "from the first upstream request arriving to the last stream's end, and divided by the sum of the upstream "
+        "streams' and the tools' durations: what the steps cost beyond their parts. The client's own wall time "
+        "(gradio_client, submit to the last update) adds Gradio's queue and session before the first request "
+        "and the last update after, the same for a turn with no tools. The peer is the plain `openai` SDK and "
+        "`mcp` Client in a hand-written loop (`plain_tool_turn` in `bench/run.py`), in the benchmark's process, "
+        "with no UI.\n\n"
+        "| | tool call -> tool starts | tool ends -> next request | turn wall / (upstream + tool time) | "
+        "client wall / (upstream + tool time) |\n"
+        "| --- | --- | --- | --- | --- |\n"
+        f"| plain SDK + MCP loop | {plain_call.ms()} | {plain_next.ms()} | {plain_ratio.format(digits=3)} | |\n"
+        f"| **ours** | {call.ms()} | {following.ms()} | {ratio.format(digits=3)} | "
+        f"{Figure(client_ratios).format(digits=3)} |\n\n"
+        f"Ours: per step, tool call -> tool **{call.median * 1000:.1f} ms** (target <= 5 ms: "
+        f"{verdict(call.median, 0.005)}), tool -> next request **{following.median * 1000:.1f} ms** (target <= 5 ms: "
+        f"{verdict(following.median, 0.005)}); a {steps}-step turn's wall time **{ratio.median:.3f}x** its parts "
+        f"(target <= 1.05: {verdict(ratio.median, 1.05)}); wall {Figure(walls).s()}.",
+    )
+
+
 # ---------------------------------------------------------------- the run
 def machine() -> str:
     cpu = next(
@@ -706,7 +832,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity",
+        default="relay,users,stop,memory,browser,model,capacity,tools",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -714,7 +840,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = 1 if args.quick else args.runs
     only = set(args.only.split(","))
     sizes = (
-        dict(relay=100, users=[4], peer_users=2, user_tokens=20, model_tokens=16, browser=200, capacity=[4])
+        dict(relay=100, users=[4], peer_users=2, user_tokens=20, model_tokens=16, browser=200, capacity=[4], steps=2)
         if args.quick
         else dict(
             relay=1000,
@@ -724,6 +850,7 @@ def main(argv: list[str] | None = None) -> None:
             model_tokens=200,
             browser=4000,
             capacity=[32, 64, 128, 256],
+            steps=3,
         )
     )
     command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
@@ -731,7 +858,9 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     started = time.monotonic()
 
-    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port = (free_port() for _ in range(7))
+    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port = (
+        free_port() for _ in range(8)
+    )
     server_url = f"http://127.0.0.1:{server_port}/v1"
     # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
     no_limits = {"CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}
@@ -780,6 +909,20 @@ def main(argv: list[str] | None = None) -> None:
                     f"http://127.0.0.1:{relay_port}/", multimodal=False, pid=relay_proc.pid, plain_relay=True
                 )
                 capacity(report, apps, server_url, runs, sizes["capacity"], sizes["user_tokens"])
+        if "tools" in only:
+            with tempfile.TemporaryDirectory(prefix="bench-mcp-") as folder:
+                times = Path(folder) / "times"
+                mcp_file = Path(folder) / "mcp.json"
+                test_server = {"command": sys.executable, "args": ["-m", "tests.mcp_tools_server"], "cwd": str(ROOT)}
+                mcp_file.write_text(
+                    json.dumps({"mcpServers": {"test": {**test_server, "env": {"MCP_TEST_TIMES": str(times)}}}})
+                )
+                with process(
+                    ["app.py", "--port", str(tools_port), "--mcp", str(mcp_file)], tools_port, remote_env
+                ) as proc:
+                    tools_app = App(f"http://127.0.0.1:{tools_port}/", pid=proc.pid, settings=OUR_SETTINGS)
+                    tools_app.client = tools_app.new_client()
+                    tool_steps(report, tools_app, server_url, times, runs, sizes["steps"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env

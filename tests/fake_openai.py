@@ -7,7 +7,9 @@ notices the moment a client closes a stream early, and injects faults.
 Run alone (for benchmarks or a manual try):  python -m tests.fake_openai --port 8911
 
 Scripted by message: a last user message "bench:N:MS" gets N numbered tokens ("w0 w1 ..."),
-one every MS milliseconds. GET /_stats reports the server's stream counters and timings
+one every MS milliseconds. "tools:STEPS:N:MS:TOOL_MS" makes a turn of STEPS steps: each but the
+last streams N tokens and then calls the MCP test tool `sleep` for TOOL_MS milliseconds; the
+last streams N tokens and stops. GET /_stats reports the server's stream counters and timings
 (time.monotonic(), which is system-wide, so other processes on this machine can compare),
 and the most streams open at once since the previous /_stats.
 """
@@ -27,6 +29,7 @@ from typing import Literal
 
 Fault = Literal["drop", "error_event", "bad_json", "stall", "truncate"]
 SCRIPTED = re.compile(r"bench:(\d+):(\d+(?:\.\d+)?)")
+TOOL_SCRIPTED = re.compile(r"tools:(\d+):(\d+):(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)")
 
 
 @dataclass
@@ -72,6 +75,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict
+    received: float = field(default_factory=time.monotonic)
 
 
 def split_tokens(text: str) -> list[str]:
@@ -108,6 +112,7 @@ class FakeOpenAI:
         self.open_streams = 0
         self.peak_open_streams = 0  # the most streams open at once since the last reset (or /_stats)
         self.sent: list[tuple[float, float]] = []  # (first, last) content chunk sent, per completed stream
+        self.timeline: list[tuple[float, float]] = []  # (request received, stream ended), per completed stream
         self.models = ["fake-model", "fake-model-2"]
         self.models_status = 200  # another status makes GET /models fail with it
         self.refuse_stream_options = False  # answer 422 to a request with stream_options, as Mistral does
@@ -136,6 +141,7 @@ class FakeOpenAI:
         self.requests.clear()
         self.closed_early.clear()
         self.sent.clear()
+        self.timeline.clear()
         self.streams_started = self.streams_completed = 0
         self.peak_open_streams = self.open_streams
 
@@ -287,6 +293,7 @@ class FakeOpenAI:
             "peak_open_streams": self.peak_open_streams,
             "closed_early": self.closed_early,
             "sent": self.sent,
+            "timeline": self.timeline,
         }
 
     @staticmethod
@@ -299,10 +306,17 @@ class FakeOpenAI:
         return str(content)
 
     def _scripted(self, request: RecordedRequest) -> Reply | None:
-        match = SCRIPTED.fullmatch(self._last_user_text(request).strip())
-        if not match:
-            return None
-        return Reply(tokens=numbered_tokens(int(match[1])), delay=float(match[2]) / 1000)
+        text = self._last_user_text(request).strip()
+        if match := TOOL_SCRIPTED.fullmatch(text):
+            steps, tokens, delay, tool_ms = int(match[1]), int(match[2]), float(match[3]) / 1000, float(match[4])
+            messages = request.body.get("messages", [])
+            last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+            done = sum(m.get("role") == "tool" for m in messages[last_user:])
+            call = [ToolCall("sleep", json.dumps({"seconds": tool_ms / 1000}))] if done < steps - 1 else None
+            return Reply(tokens=numbered_tokens(tokens), delay=delay, tool_calls=call)
+        if match := SCRIPTED.fullmatch(text):
+            return Reply(tokens=numbered_tokens(int(match[1])), delay=float(match[2]) / 1000)
+        return None
 
     def _reply_text(self, reply: Reply, request: RecordedRequest) -> str:
         return reply.text if reply.text is not None else f"Echo: {self._last_user_text(request)}"
@@ -386,6 +400,7 @@ class FakeOpenAI:
             if outcome == "completed":
                 self.streams_completed += 1
                 self.sent.append((first_sent, last_sent))
+                self.timeline.append((request.received, time.monotonic()))
             elif outcome == "client_closed":
                 self.closed_early.append(time.monotonic())
             if outcome != "completed":

@@ -7,7 +7,8 @@ answer with an error, return huge output, and die.
 Over HTTP with MCP_TEST_TOKEN set, a request without "Authorization: Bearer <token>" gets 401.
 
 Each call is appended to the file named by MCP_TEST_LOG, if set, so tests can see what ran
-and what was cancelled.
+and what was cancelled; with MCP_TEST_TIMES set, `sleep` appends "START END" (time.monotonic(),
+system-wide) to that file, for the benchmark.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -37,6 +39,7 @@ def echo(text: str) -> str:
 @server.tool()
 async def sleep(seconds: float) -> str:
     """Wait this many seconds, then say so."""
+    started = time.monotonic()
     log(f"sleep {seconds} start")
     try:
         await asyncio.sleep(seconds)
@@ -44,6 +47,9 @@ async def sleep(seconds: float) -> str:
         log(f"sleep {seconds} cancelled")
         raise
     log(f"sleep {seconds} done")
+    if path := os.environ.get("MCP_TEST_TIMES"):
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(f"{started} {time.monotonic()}\n")
     return f"slept {seconds} s"
 
 

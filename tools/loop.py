@@ -222,9 +222,11 @@ async def run(
             turn.notice = f"Stopped after {max_steps} steps of tool calls (the limit is --max-steps {max_steps})."
             return
         steps_left -= 1
+        # After tool calls, the screen shows their results while the next request is on its way.
+        after_tools = len(turn.steps) > 0 and bool(turn.steps[-1].calls)
         step = Step(Reply())
         turn.steps.append(step)
-        async for _ in coalesce(backend.stream(messages, params), step.reply, pacer, deadline):
+        async for _ in coalesce(backend.stream(messages, params), step.reply, pacer, deadline, announce=after_tools):
             yield None
         step.reply.raise_for_finish()
         if not step.reply.tool_calls:
@@ -247,7 +249,6 @@ async def run(
                 call.status = "waiting"
             yield Paused(messages, params, step, steps_left)
             return
-        yield None
         async for _ in _run_calls(step, hub, exchanges, messages):
             yield None
 
@@ -255,7 +256,8 @@ async def run(
 async def _run_calls(
     step: Step, hub: ToolHub | None, exchanges: Exchanges, messages: list[Message]
 ) -> AsyncIterator[None]:
-    """Run the step's calls at once, yielding as each ends; their results are appended to `messages`."""
+    """Run the step's calls at once, yielding when they start and as each ends but the last (the next
+    step shows that one, as its request goes out); their results are appended to `messages`."""
 
     async def run_one(call: ToolCall) -> None:
         if call.status == "skipped":
@@ -267,10 +269,12 @@ async def _run_calls(
 
     tasks = [asyncio.create_task(run_one(call)) for call in step.calls]
     try:
+        yield None  # the calls are shown running while their requests go out
         pending = set(tasks)
         while pending:
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            yield None
+            if pending:
+                yield None
     finally:  # Stop: cancel what still runs (each an MCP cancellation)
         for task in tasks:
             task.cancel()
