@@ -17,13 +17,14 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 import gradio as gr
 
 import preflight
-from config import ConfigError, Settings, load_settings
+from config import VERSION, ConfigError, Settings, load_settings
 from errors import RETRY, ReplyCutOff, describe
 from guards import RateLimiter, admit, message_problem, trim_history
 from history import to_provider_messages
@@ -35,6 +36,10 @@ from reply import Reply, messages
 from tools import chat_server, loop
 from tools.hub import ToolHub
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
+from workbench.compare import add_compare_page
+from workbench.recorder import Recorder
+from workbench.review import add_review_page
+from workbench.store import LogStore, database_url, export_jsonl, where
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -65,9 +70,11 @@ def tools_line(backend_accepts_tools: bool, hub: ToolHub | None) -> str:
     return f"Tools this chat can use: {listed}." if listed else "No tools: no MCP server could be started."
 
 
-def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | None = None) -> gr.Blocks:
+def build_app(
+    settings: Settings, models: Sequence[str] = (), hub: ToolHub | None = None, store: LogStore | None = None
+) -> gr.Blocks:
     """The app; `models` are those the provider listed (preflight), offered in the model picker;
-    `hub` holds the MCP servers' tools (started; the caller closes it)."""
+    `hub` holds the MCP servers' tools, `store` the conversation log (both started; the caller closes them)."""
     backend = create_backend(settings)
     choices = model_choices(settings, models)
     per_session = RateLimiter(settings.rate_limit_session)
@@ -75,6 +82,7 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
     pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
     exchanges = loop.Exchanges()  # tool results this server produced, for later turns
     paused: dict[str, loop.Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
+    recorder = Recorder(store)
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
@@ -122,26 +130,30 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
         text = message.get("text") if isinstance(message, dict) else message  # an option's button sends a str
         decision = text if waiting and text in (loop.RUN, loop.SKIP) else None
         try:
-            history_sent, dropped = trim_history(
-                to_provider_messages(
-                    system_prompt, history, message, images=backend.accepts_images, exchanges=exchanges
-                ),
-                settings.max_history_chars,
-            )
-            if dropped:
-                gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
-            params = GenerationParams(temperature, int(max_tokens), top_p, model)
-            resume = {"paused": waiting, "decision": decision} if decision else {}  # Run or Skip: go on from there
-            async for waits in run_turn(turn, history_sent, params, **resume):
-                if waits is not None:
-                    paused[request.session_hash or ""] = waits
-                yield turn.messages()
-            if not (turn.text or turn.waiting):
-                turn.last.notice = f"The model sent an empty reply. {RETRY}."
-        except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
-            turn.fail(describe(exc, settings, partial=bool(turn.text)), continuable=isinstance(exc, ReplyCutOff))
-        turn.ended = not turn.waiting
-        yield turn.messages()
+            try:
+                history_sent, dropped = trim_history(
+                    to_provider_messages(
+                        system_prompt, history, message, images=backend.accepts_images, exchanges=exchanges
+                    ),
+                    settings.max_history_chars,
+                )
+                if dropped:
+                    gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
+                params = GenerationParams(temperature, int(max_tokens), top_p, model)
+                resume = {"paused": waiting, "decision": decision} if decision else {}  # Run or Skip: go on
+                async for waits in run_turn(turn, history_sent, params, **resume):
+                    if waits is not None:
+                        paused[request.session_hash or ""] = waits
+                    yield turn.messages()
+                if not (turn.text or turn.waiting):
+                    turn.last.notice = f"The model sent an empty reply. {RETRY}."
+            except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
+                turn.fail(describe(exc, settings, partial=bool(turn.text)), continuable=isinstance(exc, ReplyCutOff))
+            turn.ended = not turn.waiting
+            yield turn.messages()
+        finally:  # Stop too: the log gets the turn as it ended
+            config = asdict(chat_config(model, system_prompt, temperature, max_tokens, top_p))
+            recorder.turn(request.session_hash or "", history, message, turn, {**config, "app_version": VERSION})
 
     async def answer(text: str, system_prompt: str) -> str:
         """One message's whole reply, for other agents (--mcp-server); ValueError says what went wrong."""
@@ -159,12 +171,53 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             raise ValueError(f"The model sent an empty reply. {RETRY}.")
         return turn.text
 
+    async def compare_stream(
+        message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
+    ) -> AsyncIterator[list[dict]]:
+        """One side of the Compare page: a reply with its own settings, shown as the chat shows it."""
+        if problem := message_problem({"text": message, "files": []}, settings.max_message_chars):
+            raise gr.Error(problem)
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for", ""),
+            settings.forwarded_allow_ips,
+        )
+        if wait := admit((per_session, request.session_hash or ""), (per_ip, client)):
+            raise gr.Error(f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s.")
+        turn = loop.Turn()
+        try:
+            sent = to_provider_messages(system_prompt, history, message, images=False, exchanges=exchanges)
+            params = GenerationParams(temperature, min(1024, settings.max_tokens_limit), 1.0, model)
+            async for _ in run_turn(turn, sent, params):
+                yield turn.messages()
+        except Exception as exc:
+            turn.fail(describe(exc, settings, partial=bool(turn.text)))
+        turn.ended = not turn.waiting
+        yield turn.messages()
+
+    def record_vote(message: str, a: dict, b: dict, vote: str, session: str) -> None:
+        if store is not None:
+            store.add_vote(session, message, a, b, vote)
+
+    def chat_config(model: str, system_prompt: str, temperature: float, max_tokens: float, top_p: float) -> ChatConfig:
+        return ChatConfig(
+            settings.provider, settings.base_url, model, system_prompt, temperature, int(max_tokens), top_p
+        )
+
+    def rate(history: list[dict], like: gr.LikeData, request: gr.Request) -> gr.Column:
+        """Thumbs up or down on a reply: logged with its turn; then a comment may follow."""
+        rated = recorder.feedback(request.session_hash or "", history, like.index, like.liked)
+        return gr.Column(visible=rated is not None)
+
+    def add_comment(comment: str, request: gr.Request) -> tuple:
+        if recorder.comment(request.session_hash or "", comment):
+            gr.Info("Thanks: your comment is saved with your rating.")
+        return "", gr.Column(visible=False)
+
     def export_chat(
         history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
     ) -> list[str]:
-        config = ChatConfig(
-            settings.provider, settings.base_url, model, system_prompt, temperature, int(max_tokens), top_p
-        )
+        config = chat_config(model, system_prompt, temperature, max_tokens, top_p)
         folder = Path(tempfile.mkdtemp(prefix="chat-export-"))
         name = f"chat-{datetime.now():%Y%m%d-%H%M%S}"
         (folder / f"{name}.md").write_text(to_markdown(history, config), encoding="utf-8")
@@ -203,6 +256,8 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
         )
         if hub is not None:
             gr.Markdown(tools_line(backend.accepts_tools, hub))
+        if store is not None:
+            gr.Markdown("Conversations on this demo are recorded, with your ratings, for the team that runs it.")
         settings_inputs = [
             gr.Textbox(settings.system_prompt, label="System prompt", lines=3, render=False),
             gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", render=False),
@@ -241,6 +296,14 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             concurrency_limit=backend.max_concurrency or settings.concurrency,
             analytics_enabled=False,
         )
+        if store is not None:
+            with gr.Column(visible=False) as comment_box:
+                comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)
+                send_comment = gr.Button("Send comment", size="sm")
+            chat_ui.chatbot.like(rate, chat_ui.chatbot, comment_box, api_name="rate")
+            gr.on(
+                [comment.submit, send_comment.click], add_comment, comment, [comment, comment_box], api_name="comment"
+            )
         with gr.Row():
             export_button = gr.Button("Export chat (Markdown + JSON)", size="sm")
             import_button = schema_built_once(gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm"))
@@ -254,6 +317,10 @@ def build_app(settings: Settings, models: Sequence[str] = (), hub: ToolHub | Non
             [chat_ui.chatbot, chat_ui.chatbot_state, *settings_inputs, model_picker],
             api_name="import_chat",
         )
+    if store is not None:  # the workbench pages
+        add_review_page(demo, store, settings.review_auth)
+        limit = backend.max_concurrency or settings.concurrency
+        add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     if settings.mcp_server:  # serve() mounts it at /mcp/
         demo.mcp_lifespan = chat_server.lifespan(chat_server.chat_server(answer), settings.host, settings.auth)
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
@@ -294,6 +361,17 @@ def start_tools(settings: Settings) -> ToolHub | None:
     return hub
 
 
+def export_log(store: LogStore, path: Path) -> None:
+    """--export-log: every logged turn as JSONL, oldest first."""
+    try:
+        if store.problem:
+            sys.exit(f"Error: cannot read the conversation log {where(store.url)}: {store.problem}.")
+        count = export_jsonl(store, store.find(limit=None), path)
+    finally:
+        store.close()
+    print(f"Exported {count} turns from {where(store.url)} to {path}.", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -302,13 +380,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"Error: {exc}")
     # SIGTERM ends the app as Ctrl-C does, through the finally below, so the MCP servers stop with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    store = LogStore(database_url(settings.log_db), settings.log_retention_days).open() if settings.log_db else None
+    if store is not None and settings.export_log:
+        export_log(store, settings.export_log)
+        return
     hub = start_tools(settings)
     try:
-        report = preflight.run(settings, stream=settings.check, hub=hub)
+        report = preflight.run(settings, stream=settings.check, hub=hub, store=store)
         if settings.check:
             print(report.render(), flush=True)
             sys.exit(0 if report.ok else 1)
-        demo = build_app(settings, report.models, hub)
+        demo = build_app(settings, report.models, hub, store)
         print(settings.describe(), flush=True)
         if report.findings:
             print(report.render(), flush=True)
@@ -321,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if hub is not None:
             hub.close()
+        if store is not None:
+            store.close()  # what is queued gets written
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ class Settings:
     tool_timeout: float = 30.0
     approve_tools: bool = False  # every tool call waits for the user's Run
     mcp_server: bool = False  # serve this chat as an MCP tool at /mcp
+    log_db: str | None = field(default=None, repr=False)  # a file path or postgresql:// URL (may hold a password)
+    log_retention_days: int = 0  # 0: keep everything
+    review_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    export_log: Path | None = None  # write the log as JSONL and exit
 
     @property
     def location(self) -> str:
@@ -258,6 +262,29 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="Also serve this chat as an MCP tool at /mcp, for other agents. [CHAT_MCP_SERVER=1]",
     )
     p.add_argument(
+        "--log-db",
+        default=env_default("CHAT_LOG_DB"),
+        help="Record every finished turn and its feedback: a file path (SQLite) or a postgresql:// URL. Adds the "
+        "/review and /compare pages. [CHAT_LOG_DB] Default: off.",
+    )
+    p.add_argument(
+        "--log-retention-days",
+        type=_number(int, "--log-retention-days", 0),
+        default=env_default("CHAT_LOG_RETENTION_DAYS", "0"),
+        help="Delete conversations older than this many days; 0 keeps them. [CHAT_LOG_RETENTION_DAYS]",
+    )
+    p.add_argument(
+        "--review-auth",
+        default=env_default("CHAT_REVIEW_AUTH"),
+        help="The /review page's login: user:password, several separated by commas. [CHAT_REVIEW_AUTH] "
+        "Without it the review page stays locked.",
+    )
+    p.add_argument(
+        "--export-log",
+        default=None,
+        help="Write the --log-db conversations as JSONL (OpenAI chat format, with metadata) to this file and exit.",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="Check the provider (reachable, key, model, streaming, usage), print a diagnosis and exit: "
@@ -266,14 +293,14 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
+def parse_auth(text: str | None, flag: str = "--auth") -> tuple[tuple[str, str], ...]:
     if not text:
         return ()
     pairs = []
     for item in text.split(","):
         user, sep, password = item.strip().partition(":")
         if not (sep and user and password):
-            raise ConfigError("--auth takes user:password pairs separated by commas, e.g. --auth alice:secret.")
+            raise ConfigError(f"{flag} takes user:password pairs separated by commas, e.g. {flag} alice:secret.")
         pairs.append((user, password))
     return tuple(pairs)
 
@@ -283,6 +310,19 @@ def trusted_proxies(text: str) -> tuple[Network, ...]:
         return parse_networks(text)
     except ValueError as exc:
         raise ConfigError(f"--forwarded-allow-ips takes addresses or CIDR ranges separated by commas: {exc}.") from None
+
+
+def log_database(target: str | None) -> str | None:
+    """--log-db checked: a SQLite file path whose folder exists, or a postgresql:// URL."""
+    if not target:
+        return None
+    from workbench.store import database_url  # SQLAlchemy only when logging is on
+
+    try:
+        database_url(target)
+    except ValueError as exc:
+        raise ConfigError(f"--log-db {exc}.") from None
+    return target
 
 
 def mcp_servers(path: str | None, env: Mapping[str, str]) -> tuple[ServerSpec, ...]:
@@ -332,7 +372,13 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         tool_timeout=args.tool_timeout,
         approve_tools=args.approve_tools,
         mcp_server=args.mcp_server,
+        log_db=log_database(args.log_db),
+        log_retention_days=args.log_retention_days,
+        review_auth=parse_auth(args.review_auth, "--review-auth"),
+        export_log=Path(args.export_log).expanduser() if args.export_log else None,
     )
+    if common["export_log"] and not common["log_db"]:
+        raise ConfigError("--export-log needs --log-db: the log to export.")
 
     if backend.in_process:
         gguf = Path(args.gguf).expanduser() if args.gguf else None

@@ -16,6 +16,7 @@ from providers.openai_compatible import TOOLS_REFUSED
 from providers.registry import backend_class, create_backend
 from reply import Reply
 from tools.hub import ToolHub
+from workbench.store import SCHEMA_VERSION, LogStore, where
 
 PROBE = [{"role": "user", "content": "Reply with one word: ready"}]
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}
@@ -50,10 +51,16 @@ class Report:
         return "\n".join(lines)
 
 
-def run(settings: Settings, *, stream: bool, hub: ToolHub | None = None) -> Report:
-    """Check the provider, and the MCP servers in `hub` (started). stream=False is the short
-    startup check: no generation, nothing billed."""
+def run(settings: Settings, *, stream: bool, hub: ToolHub | None = None, store: LogStore | None = None) -> Report:
+    """Check the provider, the MCP servers in `hub` and the conversation log in `store` (both
+    started). stream=False is the short startup check: no generation, nothing billed."""
     report = Report(settings)
+    if store is not None:
+        if store.problem:
+            why = f"cannot write to {where(store.url)} now ({store.problem}); the chat goes on, and retries each turn"
+            report.add("fail", "Conversation log", why)
+        else:
+            report.add("ok", "Conversation log", f"recording to {where(store.url)} (schema {SCHEMA_VERSION})")
     for server in hub.status() if hub else []:
         detail = server.line().split(": ", 1)[1]
         report.add("fail" if server.error else "ok", f"MCP server {server.name}", detail)

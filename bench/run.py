@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -810,6 +811,37 @@ def tool_steps(report: Report, ours: App, server_url: str, times: Path, runs: in
     )
 
 
+def logging_cost(report: Report, off: App, on: App, log_db: Path, runs: int, users: int, tokens: int) -> None:
+    """Time to first update with the conversation log on (SQLite) next to the same app with it off."""
+    text, last = f"bench:{tokens}:20", f"w{tokens - 1}"
+    for app in (off, on):
+        crowd(app, users, text, last)  # warm-up
+    firsts: dict[str, list[float]] = {"off": [], "on": []}
+    crowds: dict[str, list[float]] = {"off": [], "on": []}
+    done = 0
+    for _ in range(runs):  # alternating, so that anything else the machine does hits both alike
+        for name, app in (("off", off), ("on", on)):
+            firsts[name].append(ask(app, app.client, text).first)
+            _, streams = crowd(app, users, text, last)
+            crowds[name].append(percentile([s.first for s in streams], 0.5))
+            done += sum(s.complete for s in streams) if name == "on" else 0
+    with sqlite3.connect(log_db) as db:
+        logged = db.execute("SELECT count(*), count(DISTINCT id) FROM chat_turns").fetchone()
+    expected = (runs + 1) * (users + 1) - 1  # every turn through the logging app, warm-up included
+    one = {name: Figure(values) for name, values in firsts.items()}
+    many = {name: Figure(values) for name, values in crowds.items()}
+    change = many["on"].median / many["off"].median - 1
+    report.add(
+        f"10. Conversation log: time to first update with `--log-db` (SQLite) on and off, alone and {users} at once",
+        f"| | one user | {users} users at once, p50 |\n| --- | --- | --- |\n"
+        f"| logging off | {one['off'].ms()} | {many['off'].ms()} |\n"
+        f"| **logging on** | {one['on'].ms()} | {many['on'].ms()} |\n\n"
+        f"With {users} users at once, logging on changes the p50 time to first update by **{change * 100:+.1f}%** "
+        f"(target within 10%: {verdict(abs(change), 0.10)}). Turns in the log after the run: {logged[0]} "
+        f"({logged[1]} distinct) of {expected} sent through the logging app.",
+    )
+
+
 # ---------------------------------------------------------------- the run
 def machine() -> str:
     cpu = next(
@@ -832,7 +864,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools",
+        default="relay,users,stop,memory,browser,model,capacity,tools,logging",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -858,8 +890,8 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     started = time.monotonic()
 
-    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port = (
-        free_port() for _ in range(8)
+    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port, log_port = (
+        free_port() for _ in range(9)
     )
     server_url = f"http://127.0.0.1:{server_port}/v1"
     # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
@@ -923,6 +955,15 @@ def main(argv: list[str] | None = None) -> None:
                     tools_app = App(f"http://127.0.0.1:{tools_port}/", pid=proc.pid, settings=OUR_SETTINGS)
                     tools_app.client = tools_app.new_client()
                     tool_steps(report, tools_app, server_url, times, runs, sizes["steps"])
+        if "logging" in only:
+            with tempfile.TemporaryDirectory(prefix="bench-log-") as folder:
+                log_db = Path(folder) / "chats.db"
+                log_env = {**remote_env, "CHAT_LOG_DB": str(log_db)}
+                with process(["app.py", "--port", str(log_port)], log_port, log_env) as proc:
+                    logged = App(f"http://127.0.0.1:{log_port}/", pid=proc.pid, settings=OUR_SETTINGS)
+                    logged.client = logged.new_client()
+                    users = min(sizes["users"][-1], 32)
+                    logging_cost(report, apps["ours"], logged, log_db, runs, users, sizes["user_tokens"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env
@@ -942,7 +983,7 @@ def main(argv: list[str] | None = None) -> None:
         "compare figures from this same run; absolute times are context.\n\n"
         "Reproduce: `pip install -r requirements-dev.txt && python -m bench` (Debian's `chromium` for scenario 7).\n"
     )
-    sections = sorted(report.sections, key=lambda text: text.split(".")[0])
+    sections = sorted(report.sections, key=lambda text: int(text.split(".")[0].removeprefix("## ")))
     args.output.write_text(header + "\n" + "\n".join(sections))
     print(f"\nWrote {args.output} in {elapsed:.0f} s")
 

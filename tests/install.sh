@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the tests need: the Python packages, and Debian's chromium for the
-# browser tests (Playwright drives it; Playwright's own browser download is not used).
+# Installs what the tests need: the Python packages, Debian's chromium for the browser
+# tests (Playwright drives it; Playwright's own browser download is not used), and Debian's
+# postgresql for the conversation-log tests (the test fixture starts its own server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -r requirements-dev.txt
-if ! command -v chromium >/dev/null 2>&1; then
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
-    echo "No chromium here: the browser tests will be skipped. Install it with: sudo apt-get install chromium" >&2
+    echo "Missing ${missing[*]}: their tests will be skipped. Install with: sudo apt-get install ${missing[*]}" >&2
   fi
 fi

@@ -24,12 +24,12 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def launched(settings, models: tuple[str, ...] | list[str] = (), hub=None) -> Iterator[str]:
-    """The app built from these settings (and a started tools.hub.ToolHub, if any), served on
-    loopback for the block; yields its URL."""
+def launched(settings, models: tuple[str, ...] | list[str] = (), hub=None, store=None) -> Iterator[str]:
+    """The app built from these settings (with a started tools.hub.ToolHub and workbench.store.LogStore,
+    if given), served on loopback for the block; yields its URL."""
     from app import build_app, serve  # here, so that the benchmark can use this module without loading Gradio
 
-    demo = build_app(settings, models, hub)
+    demo = build_app(settings, models, hub, store)
     _, url, _ = serve(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
         yield url

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,13 +43,16 @@ async def chat_once(client: httpx.AsyncClient, url: str, fn_index: int, session:
     raise RuntimeError("the stream ended without a result")
 
 
-def test_64_users_for_a_minute_all_replies_complete_and_memory_stays_bounded(fake_server: FakeOpenAI):
+def test_64_users_for_a_minute_all_replies_complete_once_in_the_log_and_memory_stays_bounded(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
     fake_server.reset()
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    log_db = tmp_path / "load.db"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OPENAI_API_KEY": "sk-load", "CHAT_MODEL": "fake-model",
            "OPENAI_BASE_URL": fake_server.base_url, "GRADIO_SERVER_PORT": str(port), "CHAT_CONCURRENCY": "64",
-           "CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}  # fmt: skip
+           "CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0", "CHAT_LOG_DB": str(log_db)}  # fmt: skip
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -106,6 +110,10 @@ def test_64_users_for_a_minute_all_replies_complete_and_memory_stays_bounded(fak
     third = len(rss) // 3
     assert max(rss[-third:]) <= max(rss[:third]) + 30  # no growth over the minute: memory is bounded
     assert fake_server.open_streams == 0
+    with sqlite3.connect(log_db) as db:  # every finished turn, once (the app wrote its queue as it stopped)
+        logged = db.execute("SELECT count(*), count(DISTINCT id), count(DISTINCT session) FROM chat_turns").fetchone()
+        statuses = db.execute("SELECT DISTINCT status FROM chat_turns").fetchall()
+    assert logged == (sum(per_user), sum(per_user), USERS) and statuses == [("done",)]
 
 
 def pending_tasks(name: str | None = None) -> list[asyncio.Task]:

@@ -100,6 +100,7 @@ class Turn:
     steps: list[Step] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     notice: str = ""  # about the whole turn: the step limit
+    error: str = ""  # why it failed, if it did
     ended: bool = False
 
     @property
@@ -119,7 +120,7 @@ class Turn:
 
     def fail(self, notice: str, *, continuable: bool = False) -> None:
         """End the turn with a notice; what was shown stays. Calls that did not finish say so."""
-        self.last.notice, self.last.continuable = notice, continuable
+        self.last.notice, self.last.continuable, self.error = notice, continuable, notice
         for step in self.steps:
             for call in step.calls:
                 if call.status == "running":

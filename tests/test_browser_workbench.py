@@ -1,0 +1,124 @@
+"""The workbench in a real Chromium: thumbs and a comment, the review page, and Compare streaming two sides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import remote_settings
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.support import launched
+from tests.test_browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
+from workbench.store import LogStore, database_url
+
+SLOW = Reply(text=" ".join(f"word{i}" for i in range(100)), delay=0.05)  # 5 s
+
+
+@pytest.fixture(scope="module")
+def workbench(fake_server: FakeOpenAI, tmp_path_factory) -> Iterator[tuple[str, LogStore]]:
+    target = str(tmp_path_factory.mktemp("workbench") / "chats.db")
+    store = LogStore(database_url(target)).open()
+    settings = remote_settings(fake_server, log_db=target, review_auth=(("lead", "pw-review"),))
+    try:
+        with launched(settings, ["fake-model", "fake-model-2"], store=store) as url:
+            yield url, store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def tab(browser, workbench, server: FakeOpenAI) -> Iterator[Chat]:  # noqa: F811
+    chat = Chat(browser, workbench[0])
+    yield chat
+    chat.close()
+    assert chat.external_requests == [] and chat.console_errors == []
+
+
+def test_thumbs_down_with_a_comment_is_stored_with_its_turn(tab: Chat, workbench, server: FakeOpenAI):
+    _, store = workbench
+    expect(tab.page.get_by_text("Conversations on this demo are recorded")).to_be_visible()
+    for text in ("How tall is Everest?", "And K2?"):
+        tab.send(text)
+        tab.wait_for_reply()
+    tab.bots.first.hover()
+    tab.page.get_by_role("button", name="Dislike").first.click()  # the first reply
+    comment = tab.page.get_by_label("Tell us more about this reply (optional)")
+    expect(comment).to_be_visible()
+    comment.fill("It did not answer.")
+    tab.page.get_by_role("button", name="Send comment").click()
+    expect(comment).to_be_hidden()
+    store.flush()
+    rows = {row["message"]: row for row in store.find()}
+    assert (rows["How tall is Everest?"]["feedback"], rows["How tall is Everest?"]["comment"]) == (
+        -1,
+        "It did not answer.",
+    )
+    assert rows["And K2?"]["feedback"] is None
+
+
+def test_the_review_page_needs_its_login_filters_and_opens_a_conversation(
+    tab: Chat,
+    workbench,
+    server: FakeOpenAI,
+    screenshots: Path,  # noqa: F811
+):
+    url, store = workbench
+    tab.send("Where is Lisbon?")
+    tab.wait_for_reply()
+    tab.bots.last.hover()
+    tab.page.get_by_role("button", name="Dislike").last.click()
+    store.flush()
+    page = tab.context.new_page()  # a second tab (a wrong password is an error the page logs, by design)
+    page.goto(url + "review")
+    password = page.get_by_label("Password")
+    page.get_by_label("User").fill("lead")
+    password.fill("wrong")
+    password.press("Enter")
+    expect(page.get_by_text("Wrong user name or password.")).to_be_visible()
+    password.fill("pw-review")
+    password.press("Enter")
+    expect(page.get_by_text("3 turns.")).to_be_visible()
+    page.locator(".toast-close").first.click()  # the wrong password's message
+    expect(page.get_by_text("Where is Lisbon?").filter(visible=True).first).to_be_visible()
+    page.get_by_label("Thumbs down only").check()
+    page.get_by_label("Text in the message or reply").fill("lisbon")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("1 turn.")).to_be_visible()
+    page.get_by_text("Where is Lisbon?").filter(visible=True).first.click()
+    conversation = page.locator('[data-testid="bot"]')
+    expect(conversation.first).to_contain_text("Echo: Where is Lisbon?")
+    page.wait_for_timeout(300)
+    page.screenshot(path=screenshots / "review.png", full_page=True)
+
+
+def test_compare_streams_both_sides_at_once_and_stop_ends_one(tab: Chat, workbench, server: FakeOpenAI, screenshots):  # noqa: F811
+    url, store = workbench
+    server.default = SLOW
+    page = tab.page
+    page.goto(url + "compare")
+    temperature_b = page.get_by_label("number input for Temperature B")
+    temperature_b.fill("1.2")  # one model with two settings, or two models
+    temperature_b.press("Enter")
+    expect(temperature_b).to_have_value("1.2")
+    box = page.get_by_placeholder("One message, to both sides…")
+    box.fill("Name sixty words.")
+    box.press("Enter")
+    side_a = page.locator('#compare-a [data-testid="bot"]').first
+    side_b = page.locator('#compare-b [data-testid="bot"]').first
+    expect(side_a).to_contain_text("word3")
+    expect(side_b).to_contain_text("word3")
+    assert server.wait_for(lambda: server.peak_open_streams >= 2)  # both streams open together
+    page.get_by_role("button", name="Stop A").click()
+    assert server.wait_for(lambda: len(server.closed_early) == 1, timeout=5)
+    expect(side_b).to_contain_text("word99", timeout=15_000)  # B went on to the end
+    assert "word99" not in side_a.inner_text()
+    page.wait_for_timeout(300)
+    page.screenshot(path=screenshots / "compare.png", full_page=True)
+    page.get_by_role("button", name="B is better").click()
+    expect(page.get_by_text("Vote recorded: B is better.")).to_be_visible()
+    store.flush()
+    [vote] = store.all_votes()
+    assert vote["vote"] == "b" and vote["message"] == "Name sixty words."
+    assert vote["b"]["temperature"] == 1.2 and vote["b"]["reply"].endswith("word99")

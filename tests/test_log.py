@@ -1,0 +1,327 @@
+"""The conversation log (--log-db) against real databases: SQLite files and a PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from gradio_client import Client
+
+from config import ConfigError, load_settings
+from tests.conftest import SENTINEL_KEY, remote_settings
+from tests.fake_openai import FakeOpenAI, Reply, ToolCall
+from tests.support import answer_text, ask, free_port, launched, submit
+from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+from workbench.recorder import Recorder
+from workbench.store import SCHEMA_VERSION, LogStore, database_url, now, turns
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_target(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "chats.db")
+    url = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(database_url(url))
+    with engine.begin() as connection:  # each test starts from an empty database
+        for table in ("chat_votes", "chat_turns", "chat_meta"):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def logged_app(fake_server: FakeOpenAI, log_target: str) -> Iterator[tuple[str, LogStore]]:
+    fake_server.reset()
+    store = LogStore(database_url(log_target)).open()
+    try:
+        with launched(remote_settings(fake_server, log_db=log_target), hub=None, store=store) as url:
+            yield url, store
+    finally:
+        store.close()
+
+
+def test_every_turn_is_logged_once_with_its_config_and_never_the_key(logged_app, fake_server: FakeOpenAI):
+    url, store = logged_app
+    client = Client(url, verbose=False)
+    assert ask(client, "first question") == "Echo: first question"
+    assert ask(client, "second question", "Be brief.", 0.3, 200, 0.9) == "Echo: second question"
+    fake_server.enqueue(Reply(status=500))
+    ask(client, "this one fails")
+    store.flush()
+    rows = list(reversed(store.find()))
+    assert [(r["message"], r["status"], r["ordinal"]) for r in rows] == [
+        ("first question", "done", 0),
+        ("second question", "done", 1),
+        ("this one fails", "error", 2),
+    ]
+    assert len({r["conversation"] for r in rows}) == 1 and len({r["id"] for r in rows}) == 3
+    second = rows[1]
+    assert second["reply"] == "Echo: second question"
+    assert second["config"]["system_prompt"] == "Be brief."
+    assert (second["config"]["temperature"], second["config"]["max_tokens"], second["config"]["top_p"]) == (
+        0.3,
+        200,
+        0.9,
+    )
+    assert second["config"]["model"] == "fake-model" and second["config"]["app_version"]
+    assert second["telemetry"]["prompt_tokens"] and "s to first token" in second["telemetry"]["stats"]
+    assert "server error (500)" in rows[2]["notice"]
+    assert SENTINEL_KEY not in json.dumps([dict(r) for r in rows], default=str)
+
+    other = Client(url, verbose=False)  # another browser: another conversation
+    ask(other, "hello")
+    store.flush()
+    assert len({r["conversation"] for r in store.find()}) == 2
+
+
+def test_a_stopped_turn_is_logged_as_stopped_with_its_partial_reply(logged_app, fake_server: FakeOpenAI):
+    url, store = logged_app
+    fake_server.default = Reply(text=" ".join(f"w{i}" for i in range(200)), delay=0.05)
+    client = Client(url, verbose=False)
+    job = submit(client, "talk")
+    assert fake_server.wait_for(lambda: fake_server.streams_started == 1)
+    time.sleep(0.5)
+    job.cancel()
+    assert fake_server.wait_for(lambda: fake_server.closed_early, timeout=5)
+    deadline = time.monotonic() + 10
+    while not store.find() and time.monotonic() < deadline:
+        store.flush()
+        time.sleep(0.1)
+    [row] = store.find()
+    assert row["status"] == "stopped" and row["reply"].startswith("w0 w1") and len(row["reply"]) < 600
+
+
+def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path):
+    from tests.test_tools import stdio_server
+    from tools.hub import ToolHub
+
+    fake_server.reset()
+    hub = ToolHub([stdio_server(tmp_path / "calls.log")])
+    hub.start()
+    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    try:
+        with launched(remote_settings(fake_server), hub=hub, store=store) as url:
+            fake_server.enqueue(
+                Reply(text="", tool_calls=[ToolCall("echo", '{"text": "logged"}', "c")]), Reply(text="Done.")
+            )
+            ask(Client(url, verbose=False), "use the tool")
+            store.flush()
+            [row] = store.find()
+            assert row["tool_steps"] == [
+                {"id": "c", "name": "echo", "arguments": '{"text": "logged"}', "result": "logged", "status": "done",
+                 "seconds": row["tool_steps"][0]["seconds"]}
+            ]  # fmt: skip
+            assert row["reply"] == "Done." and row["telemetry"]["steps"] == 2
+    finally:
+        hub.close()
+        store.close()
+
+
+def test_feedback_rates_only_turns_of_the_session_that_sends_it(tmp_path: Path):
+    """The like event maps a message index to a turn through the sender's own session (Gradio's session
+    hash, which the API and the browser send); another session's index rates nothing."""
+    from reply import Reply as ShownReply
+    from tools.loop import Step, Turn
+
+    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    recorder = Recorder(store)
+    history: list[dict] = []
+    for text in ("one", "two"):
+        turn = Turn(steps=[Step(ShownReply(text=f"re: {text}"))], ended=True)
+        recorder.turn("alice", history, {"text": text, "files": []}, turn, {"model": "m"})
+        history += [{"role": "user", "content": text}, {"role": "assistant", "content": f"re: {text}"}]
+    assert recorder.feedback("mallory", history, 3, False) is None  # not mallory's turns
+    rated = recorder.feedback("alice", history, 3, False)  # the reply to "two"
+    assert recorder.comment("alice", "  too short  ")
+    assert not recorder.comment("mallory", "spam")
+    store.flush()
+    rows = {r["message"]: r for r in store.find()}
+    assert rows["two"]["id"] == rated and rows["two"]["feedback"] == -1 and rows["two"]["comment"] == "too short"
+    assert rows["one"]["feedback"] is None and rows["one"]["comment"] is None
+    store.close()
+
+
+def test_a_file_of_the_first_schema_is_migrated_and_keeps_its_turns(tmp_path: Path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the tables as schema 1 made them: no comment column
+        db.executescript(
+            """
+            CREATE TABLE chat_meta (key VARCHAR(64) PRIMARY KEY, value VARCHAR(255) NOT NULL);
+            INSERT INTO chat_meta VALUES ('schema_version', '1');
+            CREATE TABLE chat_turns (id VARCHAR(36) PRIMARY KEY, conversation VARCHAR(36) NOT NULL,
+              session VARCHAR(64) NOT NULL, ordinal INTEGER NOT NULL, started DATETIME NOT NULL,
+              ended DATETIME NOT NULL, status VARCHAR(16) NOT NULL, model VARCHAR(255) NOT NULL,
+              message TEXT NOT NULL, attachments JSON NOT NULL, reply TEXT NOT NULL, thinking TEXT NOT NULL,
+              tool_steps JSON NOT NULL, config JSON NOT NULL, telemetry JSON NOT NULL, notice TEXT NOT NULL,
+              feedback INTEGER);
+            CREATE TABLE chat_votes (id VARCHAR(36) PRIMARY KEY, session VARCHAR(64) NOT NULL,
+              created DATETIME NOT NULL, message TEXT NOT NULL, a JSON NOT NULL, b JSON NOT NULL,
+              vote VARCHAR(8) NOT NULL);
+            INSERT INTO chat_turns VALUES ('t1', 'c1', 's', 0, '2026-01-01 10:00:00.000000',
+              '2026-01-01 10:00:01.000000', 'done', 'old-model', 'hi', '[]', 'hello', '', '[]', '{}', '{}', '', 1);
+            """
+        )
+    store = LogStore(database_url(str(path))).open()
+    assert store.problem is None and store.found_schema == 1
+    [old] = store.find()
+    assert (old["message"], old["feedback"], old["comment"]) == ("hi", 1, None)
+    store.set_comment("t1", "now commented")
+    store.flush()
+    assert store.find()[0]["comment"] == "now commented"
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM chat_meta").fetchone() == (str(SCHEMA_VERSION),)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_retention_deletes_old_conversations(tmp_path: Path):
+    from datetime import timedelta
+
+    url = database_url(str(tmp_path / "chats.db"))
+    store = LogStore(url).open()
+    for name, age in (("old", 40), ("recent", 2)):
+        with store.engine.begin() as connection:
+            when = now() - timedelta(days=age)
+            connection.execute(
+                turns.insert().values(
+                    id=name, conversation=name, session="s", ordinal=0, started=when, ended=when, status="done",
+                    model="m", message=name, attachments=[], reply="", thinking="", tool_steps=[], config={},
+                    telemetry={}, notice="",
+                )
+            )  # fmt: skip
+    store.close()
+    store = LogStore(url, retention_days=30).open()
+    store.flush()
+    assert [r["message"] for r in store.find()] == ["recent"]
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("/no/such/folder/chats.db", "--log-db the folder /no/such/folder does not exist."),
+        ("mysql://localhost/chats", "--log-db takes a file path (SQLite) or a postgresql:// URL, not a mysql:// URL."),
+        ("postgresql://localhost", "--log-db needs a database name at the end of the URL"),
+    ],
+)
+def test_a_bad_log_db_stops_startup_with_one_sentence(target: str, says: str):
+    with pytest.raises(ConfigError, match=re_escape(says)):
+        load_settings(["--log-db", target], {})
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_an_unreachable_database_costs_one_log_line_per_turn_and_the_chat_goes_on(
+    fake_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    fake_server.reset()
+    target = f"postgresql://chat@127.0.0.1:{free_port()}/chats"  # nothing listens there
+    store = LogStore(database_url(target)).open()
+    assert store.problem and "connect" in store.problem.lower()
+    try:
+        with (
+            caplog.at_level(logging.ERROR, logger="chat.log"),
+            launched(remote_settings(fake_server, log_db=target), store=store) as url,
+        ):
+            client = Client(url, verbose=False)
+            for text in ("one", "two", "three"):
+                assert ask(client, text) == f"Echo: {text}"
+            store.flush(timeout=30)
+            lines = [r.getMessage() for r in caplog.records if r.name == "chat.log"]
+            assert len(lines) == 3 and all("Could not write to the conversation log" in line for line in lines)
+            assert "127.0.0.1" in lines[0] and SENTINEL_KEY not in "".join(lines)
+    finally:
+        store.close()
+
+
+def test_check_says_when_the_log_cannot_be_written(fake_server: FakeOpenAI):
+    env = base_env(free_port()) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    target = f"postgresql://chat@127.0.0.1:{free_port()}/chats"
+    run = subprocess.run(
+        [sys.executable, "app.py", "--check", "--model", "fake-model", "--log-db", target],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert f"  ✗ Conversation log: cannot write to {target} now (" in run.stdout
+    assert "the chat goes on, and retries each turn" in run.stdout
+
+
+def test_sigkill_mid_stream_keeps_every_finished_turn_and_the_file_opens(tmp_path: Path, fake_server: FakeOpenAI):
+    fake_server.reset()
+    path = tmp_path / "chats.db"
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    output: list[str] = []
+    proc, lines = spawn(env, "--model", "fake-model", "--log-db", str(path), "--rate-limit", "0")
+    try:
+        wait_until_serving(proc, lines, output)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for text in ("one", "two", "three"):
+            assert ask(client, text) == f"Echo: {text}"
+        fake_server.default = Reply(text=" ".join(f"w{i}" for i in range(400)), delay=0.05)
+        submit(client, "four, never finished")
+        assert fake_server.wait_for(lambda: fake_server.streams_started == 4)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = db.execute("SELECT message, status FROM chat_turns ORDER BY ordinal").fetchall()
+    assert rows == [("one", "done"), ("two", "done"), ("three", "done")]
+
+
+def test_export_log_writes_openai_chat_jsonl(tmp_path: Path, fake_server: FakeOpenAI):
+    fake_server.reset()
+    target = str(tmp_path / "chats.db")
+    store = LogStore(database_url(target)).open()
+    with launched(remote_settings(fake_server, log_db=target), store=store) as url:
+        client = Client(url, verbose=False)
+        ask(client, "first")
+        ask(client, "second", "Be brief.")
+    store.close()
+    out = tmp_path / "out.jsonl"
+    run = subprocess.run(
+        [sys.executable, "app.py", "--log-db", target, "--export-log", str(out)],
+        cwd=ROOT, env=base_env(free_port()), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"Exported 2 turns from sqlite:///{Path(target).resolve()} to {out}." in run.stdout
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert first["messages"] == [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "Echo: first"},
+    ]
+    assert second["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "Echo: first"},
+        {"role": "user", "content": "second"},
+        {"role": "assistant", "content": "Echo: second"},
+    ]
+    assert second["metadata"]["model"] == "fake-model" and second["metadata"]["feedback"] is None
+    assert second["metadata"]["settings"]["temperature"] == 0.7
+
+
+def test_the_page_says_conversations_are_recorded(logged_app):
+    import httpx
+
+    url, _ = logged_app
+    assert "Conversations on this demo are recorded" in httpx.get(url + "config").text
+    assert answer_text([]) == ""

@@ -1,0 +1,335 @@
+"""The conversation log (--log-db): SQLite or PostgreSQL through SQLAlchemy, written by one background thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger("chat.log")
+SCHEMA_VERSION = 2
+
+metadata = sa.MetaData()
+meta = sa.Table(
+    "chat_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+turns = sa.Table(
+    "chat_turns",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("conversation", sa.String(36), nullable=False, index=True),
+    sa.Column("session", sa.String(64), nullable=False),
+    sa.Column("ordinal", sa.Integer, nullable=False),  # the turn's place in its conversation, from 0
+    sa.Column("started", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("ended", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # done, stopped, error, waiting (for Run or Skip)
+    sa.Column("model", sa.String(255), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("attachments", sa.JSON, nullable=False),  # file names
+    sa.Column("reply", sa.Text, nullable=False),
+    sa.Column("thinking", sa.Text, nullable=False),
+    sa.Column("tool_steps", sa.JSON, nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),  # provider, base URL, model, parameters, system prompt, version
+    sa.Column("telemetry", sa.JSON, nullable=False),
+    sa.Column("notice", sa.Text, nullable=False),  # what went wrong, if anything
+    sa.Column("feedback", sa.Integer),  # 1 thumbs up, -1 down, None not rated
+    sa.Column("comment", sa.Text),  # added in schema 2
+)
+votes = sa.Table(
+    "chat_votes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("session", sa.String(64), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("a", sa.JSON, nullable=False),  # config and reply of each side
+    sa.Column("b", sa.JSON, nullable=False),
+    sa.Column("vote", sa.String(8), nullable=False),  # a, b, tie
+)
+
+
+def _add_comment(connection: Connection) -> None:
+    connection.execute(sa.text("ALTER TABLE chat_turns ADD COLUMN comment TEXT"))
+
+
+# How a file of schema N-1 becomes N. Schema 1 is the first release's tables, made by create_all.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _add_comment}
+
+
+def database_url(target: str) -> sa.URL:
+    """--log-db's value as a SQLAlchemy URL: a postgresql:// URL, or a file path for SQLite; ValueError says why not."""
+    if "://" in target:
+        scheme = target.split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(f"takes a file path (SQLite) or a postgresql:// URL, not a {scheme}:// URL")
+        try:
+            url = sa.make_url("postgresql+psycopg://" + target.split("://", 1)[1])
+        except sa.exc.ArgumentError as exc:
+            raise ValueError(f"is not a valid PostgreSQL URL: {exc}") from None
+        if not url.database:
+            raise ValueError("needs a database name at the end of the URL, e.g. postgresql://user@host/chats")
+        return url
+    path = Path(target).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'chats.db'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"the folder {path.parent} does not exist")
+    return sa.URL.create("sqlite", database=str(path.resolve()))
+
+
+def where(url: sa.URL) -> str:
+    """The database, for messages: never its password."""
+    return url.render_as_string(hide_password=True).replace("postgresql+psycopg://", "postgresql://")
+
+
+def connect(url: sa.URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    engine = sa.create_engine(url, connect_args={"timeout": 5})
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_connection, _record) -> None:  # WAL: readers never wait for the writer; a kill loses nothing
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Create the tables, or bring an older file up to SCHEMA_VERSION; returns the version found."""
+    with engine.begin() as connection:
+        inspector = sa.inspect(connection)
+        if not inspector.has_table("chat_turns"):
+            metadata.create_all(connection)
+            connection.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            return SCHEMA_VERSION
+        found = int(connection.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(f"the log has schema {found}, newer than this app's {SCHEMA_VERSION}; update the app")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](connection)
+            connection.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+        return found
+
+
+@dataclass
+class TurnRecord:
+    """A finished turn, as the log keeps it."""
+
+    id: str
+    conversation: str
+    session: str
+    ordinal: int
+    started: datetime
+    ended: datetime
+    status: str
+    model: str
+    message: str
+    attachments: list[str]
+    reply: str
+    thinking: str
+    tool_steps: list[dict]
+    config: dict
+    telemetry: dict
+    notice: str = ""
+
+
+class LogStore:
+    """The log. Writes go through a queue to one thread, so the chat never waits for the database;
+    a failed write is one line in the app's log and the chat goes on."""
+
+    def __init__(self, url: sa.URL, retention_days: int = 0) -> None:
+        self.url = url
+        self.engine = connect(url)
+        self.retention_days = retention_days
+        self._queue: queue.Queue[Callable[[Connection], None] | threading.Event | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._write_forever, name="chat-log", daemon=True)
+        self.failures = 0
+        self.problem: str | None = "not opened"  # why the log cannot be written now; None when it can
+        self.found_schema: int | None = None
+
+    def open(self) -> LogStore:
+        """Start writing; create or migrate the schema. If the database cannot be used now, self.problem
+        says why, and each write tries again (one line in the app's log per failed write)."""
+        self._thread.start()
+        self._ready()
+        self.forget_old()
+        return self
+
+    def _ready(self) -> bool:
+        if self.problem is None:
+            return True
+        try:
+            self.found_schema = migrate(self.engine)
+        except Exception as exc:
+            self.problem = _first_line(exc)
+            return False
+        self.problem = None
+        return True
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self.engine.dispose()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written (for tests and shutdown)."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def _write_forever(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if isinstance(job, threading.Event):  # flush(): everything before it is done
+                job.set()
+                continue
+            try:
+                if not self._ready():
+                    raise RuntimeError(self.problem)
+                with self.engine.begin() as connection:
+                    job(connection)
+            except Exception as exc:  # one line per failed write; the chat goes on
+                self.failures += 1
+                log.error("Could not write to the conversation log %s: %s", where(self.url), _first_line(exc))
+
+    # -- writes (from any thread; they return at once) ----------------------------
+    def add_turn(self, record: TurnRecord) -> None:
+        row = dict(record.__dict__)
+        self._queue.put(lambda connection: connection.execute(turns.insert().values(**row)))
+
+    def set_feedback(self, turn_id: str, feedback: int | None) -> None:
+        self._queue.put(lambda c: c.execute(turns.update().where(turns.c.id == turn_id).values(feedback=feedback)))
+
+    def set_comment(self, turn_id: str, comment: str) -> None:
+        self._queue.put(lambda c: c.execute(turns.update().where(turns.c.id == turn_id).values(comment=comment)))
+
+    def add_vote(self, session: str, message: str, a: dict, b: dict, vote: str) -> None:
+        row = dict(id=str(uuid.uuid4()), session=session, created=now(), message=message, a=a, b=b, vote=vote)
+        self._queue.put(lambda connection: connection.execute(votes.insert().values(**row)))
+
+    def forget_old(self) -> None:
+        """Delete conversations whose last turn is older than --log-retention-days (0: keep everything)."""
+        if not self.retention_days:
+            return
+        cutoff = now() - timedelta(days=self.retention_days)
+
+        def delete(connection: Connection) -> None:
+            recent = sa.select(turns.c.conversation).where(turns.c.ended >= cutoff)
+            connection.execute(turns.delete().where(turns.c.conversation.not_in(recent)))
+            connection.execute(votes.delete().where(votes.c.created < cutoff))
+
+        self._queue.put(delete)
+
+    # -- reads (blocking: call them from a worker thread) ------------------------
+    def models(self) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(turns.c.model).distinct().order_by(turns.c.model)).scalars())
+
+    def find(
+        self,
+        *,
+        disliked_only: bool = False,
+        model: str | None = None,
+        text: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 500,
+    ) -> list[dict]:
+        """Turns, newest first, that match every filter given."""
+        query = sa.select(turns).order_by(turns.c.started.desc())
+        if disliked_only:
+            query = query.where(turns.c.feedback == -1)
+        if model:
+            query = query.where(turns.c.model == model)
+        if text:
+            pattern = f"%{text.lower()}%"
+            query = query.where(
+                sa.or_(sa.func.lower(turns.c.message).like(pattern), sa.func.lower(turns.c.reply).like(pattern))
+            )
+        if since:
+            query = query.where(turns.c.started >= since)
+        if until:
+            query = query.where(turns.c.started < until)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def conversation(self, conversation: str, up_to: int | None = None) -> list[dict]:
+        query = sa.select(turns).where(turns.c.conversation == conversation).order_by(turns.c.ordinal, turns.c.started)
+        if up_to is not None:
+            query = query.where(turns.c.ordinal <= up_to)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(turns)).scalar_one()
+
+    def all_votes(self) -> list[dict]:
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(sa.select(votes).order_by(votes.c.created))]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def training_example(store: LogStore, turn: dict) -> dict:
+    """A turn in OpenAI's chat format with its conversation before it: {"messages": [...], "metadata": {...}}."""
+    system = (turn["config"] or {}).get("system_prompt") or ""
+    messages: list[dict] = [{"role": "system", "content": system}] if system.strip() else []
+    for earlier in store.conversation(turn["conversation"], up_to=turn["ordinal"]):
+        messages.append({"role": "user", "content": earlier["message"]})
+        for step in earlier["tool_steps"] or []:
+            call = {
+                "id": step["id"],
+                "type": "function",
+                "function": {"name": step["name"], "arguments": step["arguments"]},
+            }
+            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            messages.append({"role": "tool", "tool_call_id": step["id"], "content": step["result"]})
+        messages.append({"role": "assistant", "content": earlier["reply"]})
+        if earlier["id"] == turn["id"]:
+            break
+    metadata = {
+        "turn": turn["id"],
+        "conversation": turn["conversation"],
+        "started": turn["started"].isoformat() if isinstance(turn["started"], datetime) else str(turn["started"]),
+        "status": turn["status"],
+        "model": turn["model"],
+        "settings": turn["config"],
+        "telemetry": turn["telemetry"],
+        "feedback": {1: "up", -1: "down"}.get(turn["feedback"]),
+        "comment": turn["comment"],
+    }
+    return {"messages": messages, "metadata": metadata}
+
+
+def export_jsonl(store: LogStore, rows: list[dict], path: Path) -> int:
+    """Write the turns as JSONL training/eval examples, oldest first; returns how many."""
+    with path.open("w", encoding="utf-8") as file:
+        for row in reversed(rows):
+            file.write(json.dumps(training_example(store, row), ensure_ascii=False, default=str) + "\n")
+    return len(rows)
