@@ -89,6 +89,17 @@ def build_app(
         problem = message_problem(message, settings.max_message_chars)
         return gr.validate(problem is None, problem or "")
 
+    def rate_limited(request: gr.Request) -> str | None:
+        """Why this message must wait, if it must: the per-session and per-address limits."""
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for", ""),
+            settings.forwarded_allow_ips,
+        )
+        if wait := admit((per_session, request.session_hash or ""), (per_ip, client)):
+            return f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
+        return None
+
     def run_turn(turn: loop.Turn, history_sent: list, params: GenerationParams, **resume) -> AsyncIterator:
         return loop.run(
             turn,
@@ -116,13 +127,7 @@ def build_app(
         """Stream the assistant's reply to `message` ({"text": ..., "files": [...]}), given the conversation."""
         if problem := message_problem(message, settings.max_message_chars):
             raise gr.Error(problem)  # the conversation stays as it was
-        client = client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for", ""),
-            settings.forwarded_allow_ips,
-        )
-        if wait := admit((per_session, request.session_hash or ""), (per_ip, client)):
-            too_fast = f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
+        if too_fast := rate_limited(request):
             yield messages(Reply(notice=too_fast))
             return
         turn = loop.Turn()
@@ -177,13 +182,8 @@ def build_app(
         """One side of the Compare page: a reply with its own settings, shown as the chat shows it."""
         if problem := message_problem({"text": message, "files": []}, settings.max_message_chars):
             raise gr.Error(problem)
-        client = client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for", ""),
-            settings.forwarded_allow_ips,
-        )
-        if wait := admit((per_session, request.session_hash or ""), (per_ip, client)):
-            raise gr.Error(f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s.")
+        if too_fast := rate_limited(request):
+            raise gr.Error(too_fast)
         turn = loop.Turn()
         try:
             sent = to_provider_messages(system_prompt, history, message, images=False, exchanges=exchanges)

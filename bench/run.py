@@ -203,7 +203,7 @@ async def gradio_user(http: httpx.AsyncClient, url: str, fn_index: int, data: li
     join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
     (await http.post(url + "gradio_api/queue/join", json=join)).raise_for_status()
     updates: list[float] = []
-    for attempt in range(2):
+    for attempt in range(3):
         try:
             async with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as response:
                 async for line in response.aiter_lines():
@@ -218,8 +218,8 @@ async def gradio_user(http: httpx.AsyncClient, url: str, fn_index: int, data: li
             break
         except (httpx.ReadError, httpx.RemoteProtocolError):
             # A pooled keep-alive connection the server closed just then (uvicorn closes idle ones
-            # after 5 s): a browser sends the request again, so the user does too, once.
-            if attempt or updates:
+            # after 5 s): a browser sends the request again, so the user does too (at most twice).
+            if attempt == 2 or updates:
                 raise
     return Stream(updates, time.perf_counter() - start, False)
 
@@ -251,7 +251,9 @@ def crowd(app: App, level: int, text: str, last_token: str) -> tuple[float, list
     data = app.queue_data(text)
 
     async def everyone() -> list[Stream]:
-        limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2)
+        # Idle connections are dropped after 4 s, before uvicorn closes them at 5 s: a request sent on one
+        # that the server is closing just then fails (the retries below cover the rest of that race).
+        limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2, keepalive_expiry=4.0)
         async with httpx.AsyncClient(timeout=300, limits=limits) as http:
             users = [
                 relay_user(http, app.url, text, last_token)

@@ -182,41 +182,24 @@ def test_check_lists_the_servers_health_and_whether_the_model_takes_tools(tmp_pa
         },
     )
     env = base_env(free_port()) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
-    run = subprocess.run(
-        [sys.executable, "app.py", "--check", "--model", "fake-model", "--mcp", str(mcp)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+
+    def check(*flags: str, environment: dict[str, str] = env) -> subprocess.CompletedProcess:
+        command = [sys.executable, "app.py", "--check", *flags, "--mcp", str(mcp)]
+        return subprocess.run(
+            command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
+
+    run = check("--model", "fake-model")
     assert "  ✓ MCP server time: get_current_time, convert_time\n" in run.stdout
     assert "  ✗ MCP server broken: no-such-mcp-command was not found\n" in run.stdout
     assert "  ✓ Tools: fake-model accepts them (2 offered)\n" in run.stdout
     assert run.returncode == 1  # a server is down
 
     fake_server.refuse_tools = True
-    run = subprocess.run(
-        [sys.executable, "app.py", "--check", "--model", "fake-model", "--mcp", str(mcp)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    run = check("--model", "fake-model")
     assert "  ! Tools: fake-model refused them (400/422), so it chats without tools\n" in run.stdout
 
-    local = subprocess.run(
-        [sys.executable, "app.py", "--check", "--provider", "local", "--mcp", str(mcp)],
-        cwd=ROOT,
-        env=base_env(free_port()),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    local = check("--provider", "local", environment=base_env(free_port()))
     assert "  ! Tools: local is offered no tools; the MCP servers' tools go unused\n" in local.stdout
 
 
