@@ -9,6 +9,7 @@ provider, or an embedded local model when none is configured.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -44,24 +45,13 @@ EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain rec
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
-def configs_built_once(demo: gr.Blocks) -> gr.Blocks:
-    """The app, each block's config built once, when it is complete. For every new session Gradio
-    builds the config of every block on every page (reading each class's signature, and each
-    component's API schema three times), which was most of a new visitor's setup: 4.4 ms per
-    session with the workbench pages and 1.4 without, measured. The blocks do not change once the
-    app is built (a session's updates live in its own state), so the same config serves every
-    session. (A subclass per component would do it too, but Gradio writes a .pyi stub file beside
-    any module that subclasses a component.)"""
-    for block in demo.blocks.values():
-        built = {"get_config": block.get_config()}
-        if not getattr(block, "skip_api", True):  # Gradio asks these only of components with an API
-            for name in ("api_info", "api_info_as_input", "api_info_as_output"):
-                if hasattr(block, name):
-                    built[name] = getattr(block, name)()
-        for name, value in built.items():
-            # A shallow copy, as Gradio's own builds are: it deletes keys from the copy it is given.
-            setattr(block, name, lambda *_, value=value: dict(value))
-    return demo
+def schema_built_once(button: gr.UploadButton) -> gr.UploadButton:
+    """The button, its API schema built once. Gradio asks for it three times for every new session, and
+    building it (a pydantic JSON schema) was over half of our page's setup per visitor. (A subclass
+    would do it too, but Gradio writes a .pyi stub file beside any module that subclasses a component.)"""
+    schema = button.api_info()
+    button.api_info = lambda: copy.deepcopy(schema)
+    return button
 
 
 def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
@@ -316,7 +306,7 @@ def build_app(
             )
         with gr.Row():
             export_button = gr.Button("Export chat (Markdown + JSON)", size="sm")
-            import_button = gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm")
+            import_button = schema_built_once(gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm"))
         exported = gr.File(label="Exported chat", file_count="multiple", visible=False, interactive=False)
         export_button.click(
             export_chat, [chat_ui.chatbot_state, *settings_inputs, model_picker], exported, api_name="export_chat"
@@ -336,7 +326,7 @@ def build_app(
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
     # see their place once a second: Gradio's default re-sends every place each time a reply starts,
     # which for a burst of n arrivals is n² messages.
-    return configs_built_once(demo.queue(max_size=settings.queue_size, status_update_rate=1))
+    return demo.queue(max_size=settings.queue_size, status_update_rate=1)
 
 
 # Replies are untrusted text: an image or video from another origin would tell that origin the user
