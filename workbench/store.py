@@ -158,7 +158,6 @@ class LogStore:
         self.retention_days = retention_days
         self._queue: queue.Queue[Callable[[Connection], None] | threading.Event | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write_forever, name="chat-log", daemon=True)
-        self.failures = 0
         self.problem: str | None = "not opened"  # why the log cannot be written now; None when it can
         self.found_schema: int | None = None
 
@@ -205,7 +204,6 @@ class LogStore:
                 with self.engine.begin() as connection:
                     job(connection)
             except Exception as exc:  # one line per failed write; the chat goes on
-                self.failures += 1
                 log.error("Could not write to the conversation log %s: %s", where(self.url), _first_line(exc))
 
     # -- writes (from any thread; they return at once) ----------------------------
@@ -277,10 +275,6 @@ class LogStore:
             query = query.where(turns.c.ordinal <= up_to)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
-
-    def count(self) -> int:
-        with self.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).select_from(turns)).scalar_one()
 
     def all_votes(self) -> list[dict]:
         with self.engine.connect() as connection:
