@@ -219,6 +219,7 @@ class ToolHub:
         )
         self.approve_all = approve_all
         self.tools: list[Tool] = []
+        self._openai: tuple[dict, ...] = ()  # the tools in OpenAI's format, built once at start
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -232,6 +233,7 @@ class ToolHub:
         self.tools = _unique_names([c for c in self.connections if c.client])
         if self.approve_all:
             self.tools = [Tool(**{**t.__dict__, "approve": True}) for t in self.tools]
+        self._openai = tuple(tool.openai() for tool in self.tools)
         return self.status()
 
     def status(self) -> list[ServerStatus]:
@@ -268,7 +270,7 @@ class ToolHub:
 
     # -- use --------------------------------------------------------------------
     def openai_tools(self) -> tuple[dict, ...]:
-        return tuple(tool.openai() for tool in self.tools)
+        return self._openai
 
     def find(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)

@@ -69,7 +69,7 @@ class Recorder:
                 conversation=state["conversation"],
                 session=session,
                 ordinal=ordinal,
-                started=now() - timedelta(seconds=max(0.0, _elapsed(turn))),
+                started=now() - timedelta(seconds=time.monotonic() - turn.started),
                 ended=now(),
                 status=status,
                 model=str(config.get("model") or ""),
@@ -121,7 +121,3 @@ class Recorder:
             return False
         self.store.set_comment(state["rated"], text.strip()[:2000])
         return True
-
-
-def _elapsed(turn: Turn) -> float:
-    return time.monotonic() - turn.started
