@@ -65,7 +65,7 @@ def tools_line(backend_accepts_tools: bool, hub: ToolHub | None) -> str:
     if hub is None:
         return ""
     if not backend_accepts_tools:
-        return "This model runs without tools: the embedded model is offered none."
+        return "This model runs without tools: its chat template takes none."
     listed = ", ".join(f"`{tool.name}`" for tool in hub.tools)
     return f"Tools this chat can use: {listed}." if listed else "No tools: no MCP server could be started."
 

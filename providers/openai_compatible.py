@@ -24,10 +24,11 @@ class OpenAICompatible(ChatBackend):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        base_url, api_key = self.connect()
         self.client = openai.AsyncOpenAI(
             # Local servers (Ollama, vLLM, llama.cpp) take no key, but the SDK insists on one.
-            api_key=settings.api_key or "no-key",
-            base_url=settings.base_url,
+            api_key=api_key or "no-key",
+            base_url=base_url,
             timeout=openai.Timeout(settings.timeout, connect=min(settings.timeout, 10.0)),
             max_retries=settings.max_retries,
         )
@@ -35,6 +36,10 @@ class OpenAICompatible(ChatBackend):
         # parameter (Mistral with 422, some gateways with 400); after one refusal it is left out.
         self.ask_for_usage = True
         self.refuse_tools: set[str] = set()  # models whose server answered 400/422 to `tools`
+
+    def connect(self) -> tuple[str | None, str | None]:
+        """The server's base URL and the key to send it."""
+        return self.settings.base_url, self.settings.api_key
 
     def _request(self, messages: list[Message], params: GenerationParams):
         """The request, sent when entered: the SDK's auth, retries and status errors, with the body left raw."""

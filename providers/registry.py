@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # Provider name -> "module:Class". Imported only when chosen, so configuration can list the
 # providers without importing every backend (and the backends can import configuration).
 BACKENDS: dict[str, str] = {
-    "local": "providers.local:LocalLlama",
+    "local": "providers.local:LocalModel",
 }
 # The presets' backend: any OpenAI-compatible server through the openai SDK.
 PRESET_BACKEND = "providers.openai_compatible:OpenAICompatible"

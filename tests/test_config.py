@@ -132,4 +132,19 @@ def test_an_unreadable_gguf_is_refused_at_startup(tmp_path):
     fake.write_bytes(b"not a model")
     result = run_app("--gguf", str(fake), env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 1
-    assert result.stderr.strip() == f"Error: Cannot load {fake}: it is not a GGUF model llama.cpp can read."
+    assert result.stderr.strip() == f"Error: Cannot load {fake}: it is not a GGUF file."
+
+
+def test_a_gguf_cut_short_is_refused_at_startup_in_one_sentence(tmp_path):
+    whole = default_gguf().read_bytes()
+    header_only = tmp_path / "header-only.gguf"  # the header reads, the weights are missing
+    header_only.write_bytes(whole[: 4 * 2**20])
+    cut_in_header = tmp_path / "cut.gguf"
+    cut_in_header.write_bytes(whole[:5000])
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for path, why in (
+        (header_only, "llama.cpp could not load it as a chat model."),
+        (cut_in_header, "it is not a readable GGUF file (the file ends inside its header)."),
+    ):
+        result = run_app("--gguf", str(path), env=env)
+        assert (result.returncode, result.stderr.strip()) == (1, f"Error: Cannot load {path}: {why}")

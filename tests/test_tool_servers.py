@@ -200,7 +200,9 @@ def test_check_lists_the_servers_health_and_whether_the_model_takes_tools(tmp_pa
     assert "  ! Tools: fake-model refused them (400/422), so it chats without tools\n" in run.stdout
 
     local = check("--provider", "local", environment=base_env(free_port()))
-    assert "  ! Tools: local is offered no tools; the MCP servers' tools go unused\n" in local.stdout
+    unused = "the MCP servers' tools go unused"
+    expected = f"  ! Tools: SmolLM2-135M-Instruct.Q4_1's chat template takes no tools; {unused}\n"
+    assert expected in local.stdout
 
 
 async def call_chat(url: str, headers: dict[str, str] | None = None, **arguments) -> tuple[list[str], str, bool]:
@@ -241,8 +243,13 @@ def test_mcp_server_behind_auth_needs_the_login(fake_server: FakeOpenAI):
     fake_server.reset()
     settings = remote_settings(fake_server, mcp_server=True, auth=(("ann", "pw-123"),))
     with launched(settings) as url:
-        with pytest.raises(BaseException):  # noqa: B017 - the SDK wraps the 401 in task groups
-            asyncio.run(call_chat(url + "mcp/", message="hi"))
+        import httpx2
+
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        refused = httpx2.post(url + "mcp/", json=initialize, headers={"Accept": "application/json, text/event-stream"})
+        assert (refused.status_code, refused.text) == (401, "This chat needs a login (--auth).")
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"ann:wrong").decode()}
+        assert httpx2.post(url + "mcp/", json=initialize, headers=wrong).status_code == 401
         login = {"Authorization": "Basic " + base64.b64encode(b"ann:pw-123").decode()}
         _, text, _ = asyncio.run(call_chat(url + "mcp/", login, message="hi"))
         assert text == "Echo: hi"
