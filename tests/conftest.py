@@ -16,7 +16,7 @@ from gradio_client import Client
 
 from config import Settings, load_settings
 from tests.fake_openai import FakeOpenAI
-from tests.support import launched
+from tests.support import launched, missing
 
 # A made-up key: tests check that it never shows up anywhere a user can see.
 SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
@@ -28,10 +28,16 @@ def fake_server() -> Iterator[FakeOpenAI]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def provider_starts_fresh(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the loopback provider finds it as new, whatever an earlier test left."""
+    if "fake_server" in request.fixturenames:
+        request.getfixturevalue("fake_server").reset()
+
+
 @pytest.fixture
 def server(fake_server: FakeOpenAI) -> FakeOpenAI:
-    """The loopback provider, reset for this test."""
-    fake_server.reset()
+    """The loopback provider, reset for this test (provider_starts_fresh)."""
     return fake_server
 
 
@@ -68,22 +74,34 @@ def client(app_url: str, server: FakeOpenAI) -> Client:
     return Client(app_url, verbose=False)
 
 
-def _tree_status() -> str | None:
-    """`git status` of the checkout (tracked changes and untracked files), or None outside git."""
+TOOL_CACHES = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}  # written by git, Python, pytest, ruff
+
+
+def _tree() -> dict[str, tuple[int, int]]:
+    """Every file in the checkout (ignored by git or not: .gradio/, flagged/, ...) with its size and mtime;
+    the tools' own caches left out. Works outside git too."""
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True, text=True
-    )
-    return result.stdout if result.returncode == 0 else None
+    files = {}
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in TOOL_CACHES]
+        for name in names:
+            path = Path(folder, name)
+            info = path.lstat()
+            files[str(path.relative_to(root))] = (info.st_size, info.st_mtime_ns)
+    return files
 
 
 @pytest.fixture(scope="session", autouse=True)
 def tests_leave_the_tree_as_it_was() -> Iterator[None]:
-    """Tests write to temporary folders only; a file written or changed in the checkout fails the run."""
-    before = _tree_status()
+    """Tests write to temporary folders only; a file written or changed in the checkout fails the run
+    (README_SCREENSHOTS=1 asks the browser tests to write the README's images in docs/, and only those)."""
+    before = _tree()
     yield
-    after = _tree_status()
-    assert before == after, f"the tests changed the working tree:\n{after}"
+    after = _tree()
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    if os.environ.get("README_SCREENSHOTS") == "1":
+        changed = [path for path in changed if not (path.startswith("docs/") and path.endswith(".png"))]
+    assert not changed, f"the tests changed the working tree: {changed}"
 
 
 def _postgres_bin() -> Path | None:
@@ -102,10 +120,7 @@ def postgres_url() -> Iterator[str]:
 
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        reason = "no PostgreSQL server: `apt-get install -y postgresql` (tests/install.sh does) to run these tests"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests, but there is {reason}")
-        pytest.skip(reason)
+        missing("no PostgreSQL server: `apt-get install -y postgresql` (tests/install.sh does) to run these tests")
     # Not under pytest's folder: that one is readable by its owner only, and the server runs as postgres.
     folder = Path(tempfile.mkdtemp(prefix="chat-test-postgres-"))
     data = folder / "data"

@@ -132,6 +132,9 @@ class FakeOpenAI:
         self.replies.extend(replies)
 
     def reset(self) -> None:
+        """As new: no scripted reply, no record; first, streams still open from before close (a few seconds at
+        most), so that a late close of an earlier test's stream cannot land in the next test's records."""
+        self.wait_for(lambda: self.open_streams == 0, timeout=5.0)
         self.default = Reply()
         self.models = ["fake-model", "fake-model-2"]
         self.models_status = 200

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 
@@ -14,7 +15,7 @@ from config import load_settings
 from errors import UnreadableAttachment
 from history import to_provider_messages
 from tests.fake_openai import FakeOpenAI
-from tests.support import answer_text, ask, launched, message, png
+from tests.support import answer_text, ask, fn_index, launched, message, png, queue_call
 
 
 def test_an_image_goes_as_an_image_url_part_and_stays_in_the_conversation(
@@ -58,12 +59,25 @@ def test_a_file_that_is_neither_image_nor_text_is_refused_with_its_name(
     assert ask(client, "Never mind") == "Echo: Read this\n\nNever mind"  # the chat goes on
 
 
-def test_a_forged_history_cannot_make_the_app_read_a_file_of_the_server(client: Client, server: FakeOpenAI):
-    forged = [{"role": "user", "content": [{"type": "file", "file": {"path": "/etc/passwd"}}]}]
-    with contextlib.suppress(Exception):  # Gradio itself may refuse the path; either way nothing may be read
-        client.predict(forged, api_name="/lambda")
-    ask(client, "Hi")
-    assert "root:" not in json.dumps([r.body for r in server.chat_requests])
+def test_a_forged_history_cannot_make_the_app_read_a_file_of_the_server(app_url: str, server: FakeOpenAI):
+    """Raw queue calls, as an attacker sends them (gradio_client would upload the client's own file)."""
+    session, lambda_id, chat_id = uuid.uuid4().hex[:10], fn_index(app_url, "lambda"), fn_index(app_url, "chat")
+    passwd = {"type": "file", "file": {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "alt_text": None}
+    with httpx.Client(timeout=30) as http:
+
+        def forge(*content: dict) -> dict:  # the endpoint that sets an API session's history
+            turn = {"role": "user", "content": list(content), "metadata": None, "options": None}
+            return queue_call(http, app_url, lambda_id, [[turn]], session)
+
+        assert not forge({"type": "text", "text": "forged turn"}, passwd)["success"]  # Gradio: not uploaded here
+        assert forge({"type": "text", "text": "forged turn"})["success"]  # the endpoint itself takes a history
+        chat = [{"text": "Hi", "files": []}, None, "", 0.7, 100, 1.0, "fake-model"]
+        assert queue_call(http, app_url, chat_id, chat, session)["success"]
+        forged_files = {"text": "Read", "files": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]}
+        assert not queue_call(http, app_url, chat_id, [forged_files, *chat[1:]], session)["success"]
+    sent = json.dumps([r.body for r in server.chat_requests])
+    assert "forged turn" in sent  # the forged history did reach the app, as text only
+    assert "root:" not in sent
 
 
 def test_only_uploaded_files_are_ever_read():

@@ -14,7 +14,7 @@ from gradio_client.utils import QueueError, Status
 from errors import NOTICE
 from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, ask, launched, submit
+from tests.support import answer_text, ask, launched, queue_call, submit
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n\t"])
@@ -82,17 +82,10 @@ def test_every_endpoint_survives_garbage_and_the_provider_only_sees_user_and_ass
     chat_id = next(d["id"] for d in endpoints if d.get("api_name") == "chat")
     session = uuid.uuid4().hex[:10]
 
+    http = httpx.Client(timeout=30)  # one client for every call: each new one loads the CA bundle (~0.2 s)
+
     def call(fn_index: int, data: list) -> dict:
-        join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
-        joined = httpx.post(app_url + "gradio_api/queue/join", json=join, timeout=10)
-        assert joined.status_code in (200, 400, 422), joined.text  # 400, 422: refused with a reason
-        if joined.status_code != 200:
-            return {"success": False}
-        with httpx.stream("GET", app_url + f"gradio_api/queue/data?session_hash={session}", timeout=30) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:") and (message := json.loads(line[5:]))["msg"] == "process_completed":
-                    return message
-        raise AssertionError("no process_completed")
+        return queue_call(http, app_url, fn_index, data, session)
 
     for endpoint in endpoints:
         arity = len(endpoint["inputs"])
@@ -103,6 +96,7 @@ def test_every_endpoint_survives_garbage_and_the_provider_only_sees_user_and_ass
     # The app still works for this very session, and whatever was stored as its history
     # reaches the provider as user/assistant text only, after our system prompt.
     answer = call(chat_id, [{"text": "Still fine?", "files": []}, None, "Server prompt.", 0.7, 100, 1.0, "fake-model"])
+    http.close()
     assert answer["success"], answer
     sent = server.chat_requests[-1].body["messages"]
     assert sent[0] == {"role": "system", "content": "Server prompt."}

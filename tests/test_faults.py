@@ -30,6 +30,18 @@ FAULTS = {
         Reply(status=400, error_message="maximum context length is 8192 tokens", error_code="context_length_exceeded"),
         "too long for the model's context window",
     ),
+    "400 naming only the context length": (
+        Reply(status=400, error_message="This model's maximum context length is 8192 tokens. Reduce the length."),
+        "too long for the model's context window",
+    ),
+    "400 from llama.cpp, context size": (
+        Reply(status=400, error_message="request (9000 tokens) exceeds the available context size (8192 tokens)"),
+        "too long for the model's context window",
+    ),
+    "400 generic": (
+        Reply(status=400, error_message="temperature out of range"),
+        "The provider rejected the request (400): temperature out of range. Check the settings.",
+    ),
     "429": (
         Reply(status=429, headers={"Retry-After": "3"}),
         "rate-limiting requests (429). Wait 3 s, then press retry.",

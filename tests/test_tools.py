@@ -3,6 +3,7 @@ model's tool calls, and tests/mcp_tools_server.py (the official SDK, over stdio)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -94,8 +95,9 @@ def test_a_tool_call_shows_as_a_step_and_its_result_goes_back_to_the_model(chat:
     assert "Zürich ☀ 東京" in step["content"] and "Result:" in step["content"]
     assert isinstance(step["metadata"]["duration"], float)
     assert "2 steps" in final[-1]["metadata"]["log"]
-    # The first step text, then the call, then the second step's text.
-    assert [m["content"] for m in final[:1]] == ["Let me check. "]
+    # The first step's text, then the call, then the second step's text, then the stats.
+    shown = [(m.get("metadata") or {}).get("title") or m["content"] for m in final]
+    assert shown == ["Let me check. ", "Tool: echo", "The tool said Zürich ☀ 東京.", "Stats"]
 
     first, second = (r.body for r in server.chat_requests)
     assert [tool["function"]["name"] for tool in first["tools"]] == ["echo", "sleep", "fail", "huge", "secret", "die"]
@@ -155,7 +157,19 @@ def test_failures_reach_the_model_as_results_and_the_user_sees_them(chat: Client
         assert result.splitlines()[0] in text  # what the model read, the user sees
 
 
-def test_a_slow_tool_times_out_and_a_crashed_server_starts_again(chat: Client, server: FakeOpenAI, tool_log: Path):
+def test_a_slow_tool_times_out_and_a_crashed_server_starts_again(server: FakeOpenAI, tmp_path: Path):
+    """With a server of its own: it kills it, and the other tests share theirs."""
+    tool_log = tmp_path / "calls.log"
+    settings = remote_settings(server, max_steps=3, tool_timeout=2.0)
+    hub = ToolHub([stdio_server(tool_log)], timeout=settings.tool_timeout, secrets=[SENTINEL_KEY])
+    hub.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(hub.close)
+        chat = Client(stack.enter_context(launched(settings, hub=hub)), verbose=False)
+        crash_and_recover(chat, server, tool_log)
+
+
+def crash_and_recover(chat: Client, server: FakeOpenAI, tool_log: Path) -> None:
     server.enqueue(
         Reply(text="", tool_calls=[ToolCall("sleep", '{"seconds": 30}', "slow")]),
         Reply(text="It was too slow."),
