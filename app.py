@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 import gradio as gr
+from starlette.responses import HTMLResponse
 
 import preflight
 from config import VERSION, ConfigError, Settings, load_settings
@@ -31,6 +32,7 @@ from history import to_provider_messages
 from providers.base import GenerationParams
 from providers.registry import create_backend
 from proxies import client_address
+from refusals import refuse
 from relay import Pacer
 from reply import Reply, messages
 from tools import chat_server, loop
@@ -39,9 +41,14 @@ from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdow
 from workbench.compare import add_compare_page
 from workbench.recorder import Recorder
 from workbench.review import add_review_page
-from workbench.store import LogStore, database_url, export_jsonl, where
+from workbench.store import LogStore, database_url, export_jsonl, export_votes, votes_path, where
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
+WORKBENCH_PAGES = ("/review", "/compare")
+WORKBENCH_OFF = (
+    "This page is off: start the app with <code>--log-db chats.db</code> (or a <code>postgresql://</code> URL) "
+    "to record conversations, then review them here and compare models side by side."
+)
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
@@ -89,6 +96,12 @@ def build_app(
         problem = message_problem(message, settings.max_message_chars)
         return gr.validate(problem is None, problem or "")
 
+    def not_offered(model: str) -> str | None:
+        """Why this model cannot be used, if it cannot (the API can name any model)."""
+        if model in choices:
+            return None
+        return f"The model {model} is not offered here: choose one of {', '.join(choices)}."
+
     def rate_limited(request: gr.Request) -> str | None:
         """Why this message must wait, if it must: the per-session and per-address limits."""
         client = client_address(
@@ -125,8 +138,8 @@ def build_app(
         request: gr.Request,
     ) -> AsyncIterator[list[dict]]:
         """Stream the assistant's reply to `message` ({"text": ..., "files": [...]}), given the conversation."""
-        if problem := message_problem(message, settings.max_message_chars):
-            raise gr.Error(problem)  # the conversation stays as it was
+        if problem := message_problem(message, settings.max_message_chars) or not_offered(model):
+            raise refuse(problem)  # the conversation stays as it was
         if too_fast := rate_limited(request):
             yield messages(Reply(notice=too_fast))
             return
@@ -178,22 +191,22 @@ def build_app(
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
-    ) -> AsyncIterator[list[dict]]:
-        """One side of the Compare page: a reply with its own settings, shown as the chat shows it."""
-        if problem := message_problem({"text": message, "files": []}, settings.max_message_chars):
-            raise gr.Error(problem)
+    ) -> AsyncIterator[loop.Turn]:
+        """One side of the Compare page: a reply with its own settings, as the chat's turn (the page shows it)."""
+        if problem := message_problem({"text": message, "files": []}, settings.max_message_chars) or not_offered(model):
+            raise refuse(problem)
         if too_fast := rate_limited(request):
-            raise gr.Error(too_fast)
+            raise refuse(too_fast)
         turn = loop.Turn()
         try:
             sent = to_provider_messages(system_prompt, history, message, images=False, exchanges=exchanges)
             params = GenerationParams(temperature, min(1024, settings.max_tokens_limit), 1.0, model)
             async for _ in run_turn(turn, sent, params):
-                yield turn.messages()
+                yield turn
         except Exception as exc:
             turn.fail(describe(exc, settings, partial=bool(turn.text)))
         turn.ended = not turn.waiting
-        yield turn.messages()
+        yield turn
 
     def record_vote(message: str, a: dict, b: dict, vote: str, session: str) -> None:
         if store is not None:
@@ -226,11 +239,11 @@ def build_app(
 
     def import_chat(path: str) -> tuple:
         if Path(path).stat().st_size > MAX_IMPORT_BYTES:
-            raise gr.Error(f"The file is over {MAX_IMPORT_BYTES // 2**20} MB; import a chat exported from this app.")
+            raise refuse(f"The file is over {MAX_IMPORT_BYTES // 2**20} MB; import a chat exported from this app.")
         try:
             history, config = from_json(Path(path).read_bytes())
         except ImportProblem as exc:
-            raise gr.Error(str(exc)) from None  # the chat on screen stays as it was
+            raise refuse(str(exc)) from None  # the chat on screen stays as it was
         model = config.model if config.model in choices else settings.model
         if model != config.model:
             gr.Warning(f"{config.model} is not available here, so the chat continues with {model}.")
@@ -253,24 +266,27 @@ def build_app(
             info=("Runs in this process." if backend.in_process else f"Served by {settings.base_url}.")
             + (" Switch at any time; the conversation carries over." if len(choices) > 1 else ""),
             interactive=len(choices) > 1,
+            # The API (or typing) may name any model: chat() refuses one not offered in a sentence,
+            # where the dropdown's own check would fail with a traceback in the console.
+            allow_custom_value=True,
         )
         if hub is not None:
             gr.Markdown(tools_line(backend.accepts_tools, hub))
         if store is not None:
             gr.Markdown("Conversations on this demo are recorded, with your ratings, for the team that runs it.")
-        settings_inputs = [
-            gr.Textbox(settings.system_prompt, label="System prompt", lines=3, render=False),
-            gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", render=False),
-            gr.Slider(
-                1,
-                settings.max_tokens_limit,
-                value=min(1024, settings.max_tokens_limit),
-                step=1,
-                label="Max tokens",
-                render=False,
-            ),
-            gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", render=False),
-        ]
+        # Built here, placed below the comment box (render() further down), so that a rating's comment box
+        # opens right under the chat rather than under Model settings. ChatInterface renders no accordion
+        # of its own for inputs that are rendered already.
+        settings_panel = gr.Accordion("Model settings", open=False, render=False)
+        with settings_panel:
+            settings_inputs = [
+                gr.Textbox(settings.system_prompt, label="System prompt", lines=3),
+                gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature"),
+                gr.Slider(
+                    1, settings.max_tokens_limit, value=min(1024, settings.max_tokens_limit), step=1, label="Max tokens"
+                ),
+                gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p"),
+            ]
         attach = "an image or a text file" if backend.accepts_images else "a text file"
         chat_ui = gr.ChatInterface(
             chat,
@@ -286,7 +302,6 @@ def build_app(
             ),
             api_name="chat",
             additional_inputs=[*settings_inputs, model_picker],
-            additional_inputs_accordion=gr.Accordion("Model settings", open=False, render=False),
             examples=[[{"text": example, "files": []}] for example in EXAMPLES],
             cache_examples=False,  # caching would call the provider at startup (eagerly, on Spaces)
             editable=True,
@@ -304,6 +319,7 @@ def build_app(
             gr.on(
                 [comment.submit, send_comment.click], add_comment, comment, [comment, comment_box], api_name="comment"
             )
+        settings_panel.render()
         with gr.Row():
             export_button = gr.Button("Export chat (Markdown + JSON)", size="sm")
             import_button = schema_built_once(gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm"))
@@ -321,6 +337,7 @@ def build_app(
         add_review_page(demo, store, settings.review_auth)
         limit = backend.max_concurrency or settings.concurrency
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
+    demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
     if settings.mcp_server:  # serve() mounts it at /mcp/
         demo.mcp_lifespan = chat_server.lifespan(chat_server.chat_server(answer), settings.host, settings.auth)
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
@@ -337,14 +354,24 @@ MEDIA_FROM_THIS_APP_ONLY = (
 
 
 def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
-    """demo.launch(**options), with room for --concurrency replies streaming at once, a page that
-    fetches no media from other origins, and the MCP endpoint if --mcp-server."""
+    """demo.launch(**options), returning at once (block with demo.block_thread()), with room for
+    --concurrency replies streaming at once, a page that fetches no media from other origins, the MCP
+    endpoint if --mcp-server, and a sentence at the workbench pages' addresses when they are off."""
+    options["prevent_thread_lock"] = True  # the off pages' routes are added once the app exists
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
     if lifespan := getattr(demo, "mcp_lifespan", None):  # --mcp-server
         options["app_kwargs"] = {"lifespan": lifespan}
-    return demo.launch(max_threads=max(40, settings.concurrency + 16), head=MEDIA_FROM_THIS_APP_ONLY, **options)
+    app, url, share_url = demo.launch(
+        max_threads=max(40, settings.concurrency + 16), head=MEDIA_FROM_THIS_APP_ONLY, **options
+    )
+    if not getattr(demo, "workbench_on", True):  # a sentence at the pages' addresses, not a bare Not Found
+        for path in WORKBENCH_PAGES:
+            title = path.strip("/").title()
+            page = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{WORKBENCH_OFF}</p>"
+            app.add_api_route(path, lambda page=page: HTMLResponse(page, 404), include_in_schema=False)
+    return app, url, share_url
 
 
 def start_tools(settings: Settings) -> ToolHub | None:
@@ -367,9 +394,12 @@ def export_log(store: LogStore, path: Path) -> None:
         if store.problem:
             sys.exit(f"Error: cannot read the conversation log {where(store.url)}: {store.problem}.")
         count = export_jsonl(store, store.find(limit=None), path)
+        votes = export_votes(store, votes_path(path))
     finally:
         store.close()
     print(f"Exported {count} turns from {where(store.url)} to {path}.", flush=True)
+    if votes:
+        print(f"Exported {votes} compare vote{'' if votes == 1 else 's'} to {votes_path(path)}.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,7 +427,16 @@ def main(argv: list[str] | None = None) -> None:
         # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
         # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
         os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
-        serve(demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None)
+        _, url, _ = serve(
+            demo,
+            settings,
+            server_name=settings.host,
+            server_port=settings.port,
+            auth=list(settings.auth) or None,
+        )
+        if settings.mcp_server:
+            print(f"MCP endpoint (streamable HTTP) for other agents: {url}{chat_server.PATH.lstrip('/')}/", flush=True)
+        demo.block_thread()  # until Ctrl-C, or SIGTERM (which exits through the finally below)
     except ConfigError as exc:
         sys.exit(f"Error: {exc}")
     finally:

@@ -480,6 +480,16 @@ def test_history_stays_out_of_the_browser_unless_save_history_is_on(browser, fak
                 chat.close()
 
 
+def test_without_a_log_the_workbench_pages_say_what_turns_them_on(chat: Chat, app_url: str):
+    for page in ("review", "compare"):
+        chat.page.goto(app_url + page)
+        expect(chat.page.locator("p")).to_contain_text("This page is off: start the app with --log-db chats.db")
+        assert "Not Found" not in chat.page.content()
+    chat.page.goto(app_url)
+    expect(chat.textbox).to_be_editable(timeout=30_000)
+    assert chat.page.get_by_role("navigation").count() == 0  # no navbar: there is nothing to go to
+
+
 def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, server: FakeOpenAI):
     """A remote image in a reply is the classic way to leak a conversation: the page must not fetch it."""
     hits: list[str] = []

@@ -11,6 +11,7 @@ from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.support import launched
 from tests.test_browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
+from workbench.compare import STOPPED
 from workbench.store import LogStore, database_url
 
 SLOW = Reply(text=" ".join(f"word{i}" for i in range(100)), delay=0.05)  # 5 s
@@ -46,6 +47,9 @@ def test_thumbs_down_with_a_comment_is_stored_with_its_turn(tab: Chat, workbench
     tab.page.get_by_role("button", name="Dislike").first.click()  # the first reply
     comment = tab.page.get_by_label("Tell us more about this reply (optional)")
     expect(comment).to_be_visible()
+    # By the reply: right under the chat, above Model settings.
+    settings_button = tab.page.get_by_text("Model settings", exact=True)
+    assert comment.bounding_box()["y"] < settings_button.bounding_box()["y"]
     comment.fill("It did not answer.")
     tab.page.get_by_role("button", name="Send comment").click()
     expect(comment).to_be_hidden()
@@ -70,19 +74,31 @@ def test_the_review_page_needs_its_login_filters_and_opens_a_conversation(
     tab.bots.last.hover()
     tab.page.get_by_role("button", name="Dislike").last.click()
     store.flush()
-    page = tab.context.new_page()  # a second tab (a wrong password is an error the page logs, by design)
+    page = tab.context.new_page()  # a second tab
     page.goto(url + "review")
     password = page.get_by_label("Password")
     page.get_by_label("User").fill("lead")
     password.fill("wrong")
     password.press("Enter")
-    expect(page.get_by_text("Wrong user name or password.")).to_be_visible()
+    # One line under the form, which stays as it was and usable: no error badge over it, no toast.
+    expect(page.locator("#review-login-status")).to_have_text("Wrong user name or password.")
+    expect(page.get_by_label("User")).to_have_value("lead")
+    expect(page.locator(".toast-body")).to_have_count(0)
     password.fill("pw-review")
-    password.press("Enter")
+    page.get_by_role("button", name="Log in").click()  # clickable: nothing covers it
     logged = len(store.find())  # this test's turn, and those of any test before it in this module
     expect(page.get_by_text(f"{logged} turn{'' if logged == 1 else 's'}.")).to_be_visible()
-    page.locator(".toast-close").first.click()  # the wrong password's message
     expect(page.get_by_text("Where is Lisbon?").filter(visible=True).first).to_be_visible()
+    # It reads at 1280 px: the short columns' titles fit on one line, and the table fits the page.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_timeout(300)
+    heights = page.locator("th").evaluate_all("cells => cells.map(c => c.getBoundingClientRect().height)")
+    assert heights and max(heights) < 1.5 * min(heights), heights  # no title wraps ("Statu/s")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the page does not overflow sideways
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1100, "height": 800})
     page.get_by_label("Thumbs down only").check()
     page.get_by_label("Text in the message or reply").fill("lisbon")
     page.get_by_role("button", name="Search").click()
@@ -115,6 +131,12 @@ def test_compare_streams_both_sides_at_once_and_stop_ends_one(tab: Chat, workben
     assert server.wait_for(lambda: len(server.closed_early) == 1, timeout=5)
     expect(side_b).to_contain_text("word99", timeout=15_000)  # B went on to the end
     assert "word99" not in side_a.inner_text()
+    # The stopped side says so, with its stats line, as the chat does.
+    expect(page.locator("#compare-a")).to_contain_text(STOPPED)
+    expect(page.locator("#compare-a").get_by_text("Stats")).to_be_visible()
+    expect(page.locator("#compare-b").get_by_text("Stats")).to_be_visible()
+    for name in ("Stop A", "Stop B"):  # not the red of a destructive action while nothing runs
+        assert "stop" not in (page.get_by_role("button", name=name).get_attribute("class") or "").split()
     page.wait_for_timeout(300)
     page.screenshot(path=screenshots / "compare.png", full_page=True)
     page.get_by_role("button", name="B is better").click()
@@ -123,3 +145,13 @@ def test_compare_streams_both_sides_at_once_and_stop_ends_one(tab: Chat, workben
     [vote] = store.all_votes()
     assert vote["vote"] == "b" and vote["message"] == "Name sixty words."
     assert vote["b"]["temperature"] == 1.2 and vote["b"]["reply"].endswith("word99")
+
+    review = tab.context.new_page()  # the vote is on /review, with both sides
+    review.goto(url + "review")
+    review.get_by_label("User").fill("lead")
+    review.get_by_label("Password").fill("pw-review")
+    review.get_by_role("button", name="Log in").click()
+    votes = review.locator("table").filter(has_text="When (UTC)")
+    expect(votes).to_contain_text("Name sixty words.")
+    expect(votes).to_contain_text("B is better")
+    expect(votes).to_contain_text("(temperature 1.2)")

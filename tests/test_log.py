@@ -301,6 +301,7 @@ def test_export_log_writes_openai_chat_jsonl(tmp_path: Path, fake_server: FakeOp
         client = Client(url, verbose=False)
         ask(client, "first")
         ask(client, "second", "Be brief.")
+    store.add_vote("s", "Which is better?", {"model": "m1", "reply": "one"}, {"model": "m2", "reply": "two"}, "b")
     store.close()
     out = tmp_path / "out.jsonl"
     run = subprocess.run(
@@ -324,6 +325,14 @@ def test_export_log_writes_openai_chat_jsonl(tmp_path: Path, fake_server: FakeOp
     ]
     assert second["metadata"]["model"] == "fake-model" and second["metadata"]["feedback"] is None
     assert second["metadata"]["settings"]["temperature"] == 0.7
+    assert f"Exported 1 compare vote to {tmp_path / 'out.votes.jsonl'}." in run.stdout
+    [vote] = (json.loads(line) for line in (tmp_path / "out.votes.jsonl").read_text().splitlines())
+    assert (vote["message"], vote["vote"], vote["a"]["model"], vote["b"]["reply"]) == (
+        "Which is better?",
+        "b",
+        "m1",
+        "two",
+    )
 
 
 def test_the_page_says_conversations_are_recorded(logged_app):

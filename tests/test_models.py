@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 import preflight
 from app import model_choices
@@ -48,6 +51,7 @@ def test_switching_models_mid_conversation_keeps_the_conversation(server: FakeOp
         assert [m["content"] for m in second.body["messages"][1:]] == ["one", "Echo: one", "two"]
 
         # A model the picker does not offer is refused before anything reaches the provider.
-        with pytest.raises(Exception, match="not in the list of choices"):
+        refused = "The model gpt-4-expensive is not offered here: choose one of fake-model, fake-model-2."
+        with pytest.raises(AppError, match=re.escape(refused)):
             ask(client, "three", *defaults, "gpt-4-expensive")
         assert len(server.chat_requests) == 2

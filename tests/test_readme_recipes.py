@@ -6,18 +6,19 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
-from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI
-from tests.support import answer_text, free_port, launched, message, png
+from tests.support import answer_text, free_port, launched, message
 from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
 
 
@@ -100,20 +101,39 @@ def test_a_remote_backend_without_a_preset_needs_a_url(monkeypatch: pytest.Monke
     assert (settings.base_url, settings.api_key, settings.model) == ("http://127.0.0.1:9/v1", None, "m")
 
 
-def test_the_readme_api_snippet_runs_as_written(server: FakeOpenAI, tmp_path: Path):
-    """Only the address changes: the app runs on a free port, with the model the snippet names."""
-    snippet = readme_snippet("the line in `metadata.log`).")
-    png(tmp_path / "cat.png")
-    with launched(remote_settings(server, model="gpt-4o-mini")) as url:
+def test_the_readme_api_snippet_runs_as_written_against_the_quick_starts_app(tmp_path: Path):
+    """Only the address changes; the app is the Quick start's: `python app.py`, the embedded model."""
+    snippet = readme_snippet("This runs as it is against the app the Quick start starts:")
+    with launched(load_settings(["--rate-limit", "0", "--rate-limit-ip", "0"], {})) as url:
         (tmp_path / "snippet.py").write_text(snippet.replace("http://127.0.0.1:7860/", url))
         result = subprocess.run(
-            [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = [line for line in result.stdout.splitlines() if not line.startswith("Loaded as API:")]
-    assert lines[0].startswith("Echo: Why is the sky blue? ") and "finish: stop" in lines[0]  # answer, then stats
-    assert lines[-1] == "Echo: What is this?"  # the streamed reply's last state
-    image = server.chat_requests[-1].body["messages"][-1]["content"][1]
-    assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")
-    assert server.chat_requests[-1].body["model"] == "gpt-4o-mini"
+    printed = result.stdout.replace("Loaded as API:", "")
+    assert re.search(r"\d\.\d\d s to first token · .* · finish: (stop|length)\n", printed)  # the first reply's stats
+    streamed = [line for line in printed.splitlines() if line.strip()]
+    assert len(streamed) >= 3  # the first answer and its stats, then the second reply as it streamed
+
+
+def test_a_model_not_offered_is_one_sentence_for_the_client_and_no_traceback_in_the_console(server: FakeOpenAI):
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": server.base_url}
+    proc, lines = spawn(env, "--model", "fake-model")
+    output: list[str] = []
+    try:
+        wait_until_serving(proc, lines, output)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        refused = "The model gpt-4o-mini is not offered here: choose one of fake-model, fake-model-2."
+        with pytest.raises(AppError, match=re.escape(refused)):
+            client.predict(message=message("hi"), model="gpt-4o-mini", api_name="/chat")
+        assert server.chat_requests == []  # nothing reached the provider
+        assert answer_text(client.predict(message=message("hi"), api_name="/chat")) == "Echo: hi"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    time.sleep(0.2)  # the reader thread hands over the last lines
+    while not lines.empty():
+        output.append(lines.get())
+    assert "Traceback" not in "".join(output), "".join(output)

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import queue
 import re
 import signal
 import socket
@@ -170,6 +171,27 @@ def test_python_app_py_with_the_readme_mcp_file_answers_with_the_time_and_stops_
         proc.wait(timeout=30)
     assert not alive(server_pid), "the MCP server outlived the app"
     assert "Traceback" not in "".join(output)
+
+
+def test_startup_prints_where_the_mcp_endpoint_is_and_it_answers_there(fake_server: FakeOpenAI):
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    output: list[str] = []
+    proc, lines = spawn(env | {"CHAT_MODEL": "fake-model"}, "--mcp-server")
+    try:
+        wait_until_serving(proc, lines, output)
+        deadline = time.monotonic() + 10
+        while not any(line.startswith("MCP endpoint") for line in output):
+            assert time.monotonic() < deadline, "".join(output)
+            with contextlib.suppress(queue.Empty):
+                output.append(lines.get(timeout=1))
+        [line] = [line for line in output if line.startswith("MCP endpoint")]
+        assert line == f"MCP endpoint (streamable HTTP) for other agents: http://127.0.0.1:{port}/mcp/\n"
+        _, text, failed = asyncio.run(call_chat(line.split(": ", 1)[1].strip(), message="hi"))
+        assert (text, failed) == ("Echo: hi", False)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_check_lists_the_servers_health_and_whether_the_model_takes_tools(tmp_path: Path, fake_server: FakeOpenAI):

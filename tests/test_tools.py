@@ -42,9 +42,10 @@ def tool_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("mcp") / "calls.log"
 
 
-@pytest.fixture(scope="module")
-def tools_app(fake_server: FakeOpenAI, tool_log: Path) -> Iterator[tuple[str, ToolHub]]:
-    settings = remote_settings(fake_server, max_steps=3, tool_timeout=2.0)
+@contextlib.contextmanager
+def app_with_test_server(server: FakeOpenAI, tool_log: Path) -> Iterator[tuple[str, ToolHub]]:
+    """The app with the test MCP server's tools; yields its URL and the hub."""
+    settings = remote_settings(server, max_steps=3, tool_timeout=2.0)
     hub = ToolHub([stdio_server(tool_log)], timeout=settings.tool_timeout, secrets=[SENTINEL_KEY])
     hub.start()
     try:
@@ -52,6 +53,12 @@ def tools_app(fake_server: FakeOpenAI, tool_log: Path) -> Iterator[tuple[str, To
             yield url, hub
     finally:
         hub.close()
+
+
+@pytest.fixture(scope="module")
+def tools_app(fake_server: FakeOpenAI, tool_log: Path) -> Iterator[tuple[str, ToolHub]]:
+    with app_with_test_server(fake_server, tool_log) as app:
+        yield app
 
 
 @pytest.fixture
@@ -158,15 +165,9 @@ def test_failures_reach_the_model_as_results_and_the_user_sees_them(chat: Client
 
 
 def test_a_slow_tool_times_out_and_a_crashed_server_starts_again(server: FakeOpenAI, tmp_path: Path):
-    """With a server of its own: it kills it, and the other tests share theirs."""
-    tool_log = tmp_path / "calls.log"
-    settings = remote_settings(server, max_steps=3, tool_timeout=2.0)
-    hub = ToolHub([stdio_server(tool_log)], timeout=settings.tool_timeout, secrets=[SENTINEL_KEY])
-    hub.start()
-    with contextlib.ExitStack() as stack:
-        stack.callback(hub.close)
-        chat = Client(stack.enter_context(launched(settings, hub=hub)), verbose=False)
-        crash_and_recover(chat, server, tool_log)
+    """With an MCP server of its own: it kills it, and the other tests share theirs."""
+    with app_with_test_server(server, tmp_path / "calls.log") as (url, _):
+        crash_and_recover(Client(url, verbose=False), server, tmp_path / "calls.log")
 
 
 def crash_and_recover(chat: Client, server: FakeOpenAI, tool_log: Path) -> None:
@@ -271,7 +272,13 @@ def test_a_tool_result_containing_a_secret_is_redacted(chat: Client, server: Fak
     assert results == ["the secret is [redacted]", "[redacted]"]
 
 
-def test_a_model_that_refuses_tools_gets_the_turn_again_without_them(chat: Client, server: FakeOpenAI):
+def test_a_model_that_refuses_tools_gets_the_turn_again_without_them(server: FakeOpenAI, tmp_path: Path):
+    """With an app of its own: its backend remembers that the model refuses tools, which the others must not."""
+    with app_with_test_server(server, tmp_path / "calls.log") as (url, _):
+        refused_then_without_tools(Client(url, verbose=False), server)
+
+
+def refused_then_without_tools(chat: Client, server: FakeOpenAI) -> None:
     server.refuse_tools = True
     _, final = send(chat, "hello")
     assert answer_text(final).startswith("Echo: hello")

@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import gradio as gr
 
+from errors import with_notice
 from history import text_of
+from refusals import refuse
+from tools.loop import Turn
 
-# (message, history, model, system prompt, temperature, request) -> the reply's messages as they stream
-Stream = Callable[[str, list[dict], str, str, float, gr.Request], AsyncIterator[list[dict]]]
+# (message, history, model, system prompt, temperature, request) -> the turn, each time it changed
+Stream = Callable[[str, list[dict], str, str, float, gr.Request], AsyncIterator[Turn]]
+STOPPED = "Stopped: this side's reply is as far as it got when you pressed Stop."
 Vote = Callable[[str, dict, dict, str, str], None]  # (message, side A, side B, vote, session)
 VOTES = {"A is better": "a", "B is better": "b", "Tie": "tie"}
 
@@ -57,14 +61,26 @@ def add_compare_page(
         changed = asyncio.Event()
 
         async def side(name: str, history: list[dict], model: str, system: str, temperature: float) -> None:
-            reply = stream(message, history, model, system, temperature, request)
-            reader = asyncio.ensure_future(_drain(reply, lambda messages: _show(name, history, messages)))
+            latest: list[Turn] = []
+
+            async def read() -> None:
+                async for turn in stream(message, history, model, system, temperature, request):
+                    latest[:] = [turn]
+                    _show(name, history, turn.messages())
+
+            reader = asyncio.ensure_future(read())
             stopped = asyncio.ensure_future(stop[name].wait())
             await asyncio.wait((reader, stopped), return_when=asyncio.FIRST_COMPLETED)
             for task in (reader, stopped):
                 task.cancel()
             await asyncio.gather(reader, stopped, return_exceptions=True)
-            if reader.done() and not reader.cancelled() and (error := reader.exception()):
+            if reader.cancelled():  # Stop: the reply as far as it got, marked, with its stats
+                if latest:
+                    latest[0].notice, latest[0].ended = STOPPED, True
+                    _show(name, history, latest[0].messages())
+                else:
+                    _show(name, history, [{"role": "assistant", "content": with_notice("", STOPPED)}])
+            elif error := reader.exception():
                 raise error
 
         def _show(name: str, history: list[dict], messages: list[dict]) -> None:
@@ -114,7 +130,7 @@ def add_compare_page(
     ) -> None:
         (message_a, reply_a), (message_b, reply_b) = last_exchange(a), last_exchange(b)
         if not (message_a and message_a == message_b and reply_a and reply_b):
-            raise gr.Error("Send a message and let both replies finish, then vote.")
+            raise refuse("Send a message and let both replies finish, then vote.")
         side_a = {"model": model_a, "system_prompt": system_a, "temperature": temperature_a, "reply": reply_a}
         side_b = {"model": model_b, "system_prompt": system_b, "temperature": temperature_b, "reply": reply_b}
         record_vote(message_a, side_a, side_b, VOTES[choice], request.session_hash or "")
@@ -122,7 +138,11 @@ def add_compare_page(
 
     with demo.route("Compare", "/compare"):
         gr.Markdown("<h1 style='text-align: center'>Compare</h1>")
-        gr.Markdown("One message goes to both sides at once. Pick two models, or one model with two settings.")
+        gr.Markdown(
+            "One message goes to both sides at once. Pick two models, or one model with two settings. "
+            "A backend that serves one reply at a time (`--local-slots 1`, or a server with one slot) "
+            "answers side B once side A is done."
+        )
         sides = []
         with gr.Row():
             for index, name in enumerate("AB"):
@@ -130,8 +150,10 @@ def add_compare_page(
                     model = gr.Dropdown(list(models), value=models[min(index, len(models) - 1)], label=f"Model {name}")
                     system = gr.Textbox(system_prompt, label=f"System prompt {name}", lines=2)
                     temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=f"Temperature {name}")
-                    chatbot = gr.Chatbot(label=f"Side {name}", height=420, elem_id=f"compare-{name.lower()}")
-                    stop = gr.Button(f"Stop {name}", size="sm", variant="stop")
+                    # The side's name above its chat, not on it: a floating label covers a scrolled reply.
+                    gr.Markdown(f"**Side {name}**")
+                    chatbot = gr.Chatbot(show_label=False, height=420, elem_id=f"compare-{name.lower()}")
+                    stop = gr.Button(f"Stop {name}", size="sm", variant="secondary")
                 sides.append((model, system, temperature, chatbot, stop))
         message = gr.Textbox(placeholder="One message, to both sides…", show_label=False, submit_btn=True)
         with gr.Row():
@@ -146,8 +168,3 @@ def add_compare_page(
             stop.click(stopper(name), None, None, queue=False, api_name=f"stop_{name}")
         for button, name in zip(buttons, VOTES.values(), strict=True):
             button.click(vote, [button, *chatbots, *settings], None, api_name=f"vote_{name}")
-
-
-async def _drain(reply: AsyncIterator[list[dict]], show: Callable[[list[dict]], None]) -> None:
-    async for messages in reply:
-        show(messages)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from workbench.store import LogStore, export_jsonl
+from refusals import refuse
+from workbench.store import LogStore, export_jsonl, export_votes, votes_path
 
 ANY_MODEL = "Any model"
 RATINGS = {1: "thumbs up", -1: "thumbs down", None: ""}
+VERDICTS = {"a": "A is better", "b": "B is better", "tie": "Tie"}
 
 
 def _date(text: str, label: str) -> datetime | None:
@@ -22,7 +24,11 @@ def _date(text: str, label: str) -> datetime | None:
     try:
         return datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
-        raise gr.Error(f"{label} is a date like 2026-11-24, not {text.strip()!r}.") from None
+        raise refuse(f"{label} is a date like 2026-11-24, not {text.strip()!r}.") from None
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _short(text: str, length: int = 80) -> str:
@@ -59,15 +65,16 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
 
     def check(request: gr.Request) -> None:
         if (request.session_hash or "") not in signed_in:
-            raise gr.Error("Log in to review conversations.")
+            raise refuse("Log in to review conversations.")
 
     def log_in(user: str, password: str, request: gr.Request) -> tuple:
         # compare_digest: the time taken says nothing about how much of a password was right
         ok = any(secrets.compare_digest(user, u) & secrets.compare_digest(password, p) for u, p in logins)
-        if not ok:
-            raise gr.Error("Wrong user name or password.")
+        if not ok:  # one line under the form, which stays as it was: not an error over the whole form
+            return "Wrong user name or password.", *(gr.skip() for _ in range(7))
         signed_in.add(request.session_hash or "")
-        return gr.Column(visible=False), gr.Column(visible=True), *search(False, ANY_MODEL, "", "", "", request)
+        panel_open = gr.Column(visible=False), gr.Column(visible=True)
+        return "", *panel_open, *search(False, ANY_MODEL, "", "", "", request)
 
     def matching(disliked: bool, model: str, text: str, since: str, until: str) -> list[dict]:
         end = _date(until, "To")
@@ -90,6 +97,7 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
                 row["status"],
                 _short(row["message"]),
                 _short(row["reply"]),
+                _short(row["comment"] or ""),
             ]
             for row in found
         ]
@@ -98,8 +106,21 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             gr.Dataframe(rows),
             [(row["conversation"], row["ordinal"]) for row in found],
             gr.Dropdown(choices=choices, value=model if model in choices else ANY_MODEL),
-            f"{len(found)} turn{'' if len(found) == 1 else 's'}{' (the newest 500)' if len(found) == 500 else ''}.",
+            f"{_count(len(found), 'turn')}{' (the newest 500)' if len(found) == 500 else ''}.",
+            gr.Dataframe(vote_rows()),
         )
+
+    def vote_rows() -> list[list[str]]:
+        """The compare votes, newest first: what was asked, the verdict, and each side's settings and reply."""
+
+        def side(choice: dict) -> str:
+            return _short(f"{choice.get('model')} (temperature {choice.get('temperature')}): {choice.get('reply')}")
+
+        return [
+            [f"{vote['created']:%Y-%m-%d %H:%M}", _short(vote["message"]), VERDICTS.get(vote["vote"], vote["vote"]),
+             side(vote["a"]), side(vote["b"])]
+            for vote in reversed(store.all_votes()[-500:])
+        ]  # fmt: skip
 
     def open_turn(found: list, selected: gr.SelectData, request: gr.Request) -> list[dict]:
         check(request)
@@ -109,12 +130,13 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
         conversation, ordinal = found[row]
         return conversation_messages(store.conversation(conversation, up_to=ordinal))
 
-    def export(disliked: bool, model: str, text: str, since: str, until: str, request: gr.Request) -> str:
+    def export(disliked: bool, model: str, text: str, since: str, until: str, request: gr.Request) -> list[str]:
         check(request)
         path = Path(tempfile.mkdtemp(prefix="chat-log-")) / f"chats-{datetime.now(UTC):%Y%m%d-%H%M%S}.jsonl"
         count = export_jsonl(store, matching(disliked, model, text, since, until), path)
-        gr.Info(f"Exported {count} turns.")
-        return str(path)
+        voted = export_votes(store, votes_path(path))
+        gr.Info(f"Exported {_count(count, 'turn')}" + (f" and {_count(voted, 'compare vote')}." if voted else "."))
+        return [str(path), str(votes_path(path))] if voted else [str(path)]
 
     with demo.route("Review", "/review"):
         gr.Markdown("<h1 style='text-align: center'>Review</h1>")
@@ -124,6 +146,7 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             user = gr.Textbox(label="User", interactive=bool(logins))
             password = gr.Textbox(label="Password", type="password", interactive=bool(logins))
             log_in_button = gr.Button("Log in", variant="primary", interactive=bool(logins))
+            login_status = gr.Markdown(elem_id="review-login-status")
         with gr.Column(visible=False) as panel:
             with gr.Row():
                 disliked = gr.Checkbox(label="Thumbs down only")
@@ -136,16 +159,31 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
                 export_button = gr.Button("Export these as JSONL", size="sm")
             summary = gr.Markdown()
             table = gr.Dataframe(
-                headers=["Started (UTC)", "Model", "Rating", "Status", "Message", "Reply"],
+                headers=["Started (UTC)", "Model", "Rating", "Status", "Message", "Reply", "Comment"],
                 interactive=False,
                 wrap=True,
+                # Short columns fit their words at 1280 px; the texts share the rest (a phone scrolls sideways).
+                column_widths=["150px", "120px", "110px", "80px", "25%", "25%", "16%"],
             )
             found = gr.State([])
             conversation = gr.Chatbot(label="Conversation (read-only)", height=480)
-            exported = gr.File(label="Export", interactive=False)
+            exported = gr.File(label="Export", interactive=False, file_count="multiple")
+            gr.Markdown("### Compare votes")
+            votes = gr.Dataframe(
+                headers=["When (UTC)", "Message", "Vote", "Side A", "Side B"],
+                interactive=False,
+                wrap=True,
+                column_widths=["150px", "24%", "110px", "30%", "30%"],
+            )
         filters = [disliked, model, text, since, until]
-        results = [table, found, model, summary]
-        gr.on([log_in_button.click, password.submit], log_in, [user, password], [login_box, panel, *results])
+        results = [table, found, model, summary, votes]
+        gr.on(
+            [log_in_button.click, password.submit],
+            log_in,
+            [user, password],
+            [login_status, login_box, panel, *results],
+            show_progress="hidden",
+        )
         gr.on([search_button.click, text.submit], search, filters, results, api_name="review_search")
         table.select(open_turn, found, conversation, api_name="review_open")
         export_button.click(export, filters, exported, api_name="review_export")

@@ -327,3 +327,23 @@ def export_jsonl(store: LogStore, rows: list[dict], path: Path) -> int:
         for row in reversed(rows):
             file.write(json.dumps(training_example(store, row), ensure_ascii=False, default=str) + "\n")
     return len(rows)
+
+
+def votes_path(path: Path) -> Path:
+    """Where an export's compare votes go: beside it, chats.jsonl -> chats.votes.jsonl."""
+    return path.with_name(f"{path.stem}.votes{path.suffix or '.jsonl'}")
+
+
+def export_votes(store: LogStore, path: Path) -> int:
+    """Write the compare votes as JSONL preference pairs, oldest first: {"message", "a", "b", "vote", ...};
+    returns how many (no file when there are none)."""
+    votes = store.all_votes()
+    if votes:
+        with path.open("w", encoding="utf-8") as file:
+            for vote in votes:
+                row = {"message": vote["message"], "a": vote["a"], "b": vote["b"], "vote": vote["vote"]}
+                row["created"] = (
+                    vote["created"].isoformat() if isinstance(vote["created"], datetime) else vote["created"]
+                )
+                file.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return len(votes)
