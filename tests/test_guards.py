@@ -1,18 +1,18 @@
 """Input limits, history trimming and rate limiting, as units."""
 
-from guards import RateLimiter, admit, message_problem, trim_history
+from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
 
 
 def test_empty_and_whitespace_messages_are_refused_gently():
     for message in ("", "   ", "\n\t ", None, 42, ["hi"]):
-        assert message_problem(message, 100) == "Type a message first."
+        assert message_problem(message, MessageLimits(100)) == "Type a message first."
 
 
 def test_oversized_messages_are_refused_with_the_numbers():
-    assert message_problem("x" * 101, 100) == (
+    assert message_problem("x" * 101, MessageLimits(100)) == (
         "Your message is 101 characters long; the limit is 100. Shorten it and send again."
     )
-    assert message_problem("x" * 100, 100) is None
+    assert message_problem("x" * 100, MessageLimits(100)) is None
 
 
 def test_trimming_drops_the_oldest_turns_and_keeps_the_system_prompt_and_new_message():

@@ -109,3 +109,29 @@ def test_an_image_counts_a_fixed_size_against_the_history_limit_not_its_base64_l
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 1_000_000}}
     assert size_of({"role": "user", "content": [{"type": "text", "text": "abc"}, image]}) == 3 + IMAGE_SIZE
     assert size_of({"role": "user", "content": "abc"}) == 3
+
+
+def test_a_refused_message_is_never_sent_with_a_later_one():
+    from errors import refusal
+
+    history = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "Echo: one"},
+        {"role": "user", "content": "refused text"},  # a message with a file is several user entries
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/x.bin"}}]},
+        *refusal("You are sending messages faster than this demo allows. Wait 20 s, then retry."),
+        {"role": "user", "content": "also refused"},
+        *refusal("Could not read the attached file x.bin: it is neither an image nor UTF-8 text. Attach images."),
+    ]
+    sent = to_provider_messages("", history, "three")
+    assert sent == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "Echo: one"},
+        {"role": "user", "content": "three"},
+    ]
+    # A provider's failure is not a refusal: that question stays, with the next.
+    failed = [
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "⚠️ The provider had a server error."},
+    ]
+    assert to_provider_messages("", failed, "three") == [{"role": "user", "content": "two\n\nthree"}]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +343,102 @@ def test_the_page_says_conversations_are_recorded(logged_app):
 
     url, _ = logged_app
     assert "Conversations on this demo are recorded" in httpx.get(url + "config").text
+
+
+def test_review_shows_tool_arguments_and_results_as_text_not_html():
+    from workbench.review import conversation_messages
+
+    form = "<form action='http://other.example/steal'><button>Go</button></form>"
+    turn = {
+        "message": "use the tool", "attachments": [], "thinking": "", "reply": "Done.", "notice": "",
+        "status": "done", "model": "m", "feedback": None, "comment": None, "telemetry": {},
+        "tool_steps": [
+            {"name": "web", "arguments": '{"q": 1}', "result": f"{form}\n```\nstill inside", "status": "done"}
+        ],
+    }  # fmt: skip
+    [step] = [m for m in conversation_messages([turn]) if m.get("metadata", {}).get("title") == "Tool: web"]
+    result = step["content"].split("Result:\n", 1)[1]
+    fence = result.split("\n", 1)[0]
+    assert set(fence) == {"`"} and len(fence) > 3  # a fence longer than any run of backticks inside
+    assert result == f"{fence}\n{form}\n```\nstill inside\n{fence}"  # the HTML is inside it: shown, not rendered
+
+
+class Relay:
+    """A TCP relay on loopback in front of a server, that can cut every connection and refuse new ones
+    (an outage), then serve again on the same port."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.port = target, free_port()
+        self.sockets: list[socket.socket] = []
+        self.restore()
+
+    def restore(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # cut
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_postgresql_outage_loses_no_turn_and_the_review_page_says_the_database_is_unreachable(
+    postgres_url: str, fake_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    from workbench.review import reading
+
+    engine = sa.create_engine(database_url(postgres_url))
+    with engine.begin() as connection:
+        for table in ("chat_votes", "chat_turns", "chat_meta"):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+    relay = Relay(sa.make_url(postgres_url).port)
+    target = postgres_url.replace(f":{sa.make_url(postgres_url).port}/", f":{relay.port}/")
+    store = LogStore(database_url(target)).open()
+    assert store.problem is None
+    try:
+        with launched(remote_settings(fake_server, log_db=target), store=store) as url:
+            client = Client(url, verbose=False)
+            assert ask(client, "before") == "Echo: before"
+            store.flush()
+            relay.cut()  # PostgreSQL goes away
+            with caplog.at_level(logging.ERROR, logger="chat.log"):
+                for text in ("during 1", "during 2", "during 3"):
+                    assert ask(client, text) == f"Echo: {text}"  # the chat goes on
+                store.flush(timeout=30)
+            assert len([r for r in caplog.records if r.name == "chat.log"]) == 3  # one line a turn
+            with pytest.raises(Exception, match="its database is unreachable"):
+                reading(store.find)()
+            relay.restore()  # back: what waited is written, in order
+            deadline = time.monotonic() + 30
+            while len(rows := store.find()) < 4:
+                assert time.monotonic() < deadline, rows
+                time.sleep(0.5)
+    finally:
+        store.close()
+        relay.cut()
+    assert sorted((r["ordinal"], r["message"]) for r in rows) == [
+        (0, "before"), (1, "during 1"), (2, "during 2"), (3, "during 3")
+    ]  # fmt: skip

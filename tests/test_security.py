@@ -69,3 +69,45 @@ def test_login_is_required_when_auth_is_set(fake_server: FakeOpenAI):
             Client(url, auth=("alice", "wrong"), verbose=False)
         assert ask(Client(url, auth=("alice", "wonderland-42"), verbose=False), "hi") == "Echo: hi"
     assert not [line for line in logs if "wonderland-42" in line]
+
+
+def test_a_secret_split_across_chunks_is_never_shown_even_in_part():
+    from redaction import Redactor
+
+    redactor = Redactor(["sk-test-SENTINEL-0123456789abcdef", "pw-review-1"])
+    assert redactor.text("key: sk-test-SENT", streaming=True) == "key: "  # could be the key: held back
+    assert redactor.text("key: sk-test-SENTINEL-0123456789abcdef!", streaming=True) == "key: [redacted]!"
+    assert redactor.text("a password pw-review-1 here") == "a password [redacted] here"
+    assert redactor.text("nothing like it, sk-", streaming=False) == "nothing like it, sk-"  # the end: all shown
+
+
+def test_a_reply_that_echoes_a_secret_shows_it_nowhere(fake_server: FakeOpenAI, tmp_path):
+    """The provider (or a model) repeats the key and the review password: the chat, its updates and the log
+    show [redacted], even where the key arrives in two pieces."""
+    from dataclasses import replace
+
+    from tests.conftest import remote_settings
+    from tests.support import answer_text, launched, submit
+    from workbench.store import LogStore, database_url
+
+    target = str(tmp_path / "chats.db")
+    settings = replace(remote_settings(fake_server, log_db=target), review_auth=(("lead", "pw-review-1"),))
+    store = LogStore(database_url(target)).open()
+    half = len(SENTINEL_KEY) // 2
+    fake_server.enqueue(
+        Reply(
+            tokens=["Your key is ", SENTINEL_KEY[:half], SENTINEL_KEY[half:], " and pw-review-1.", " Done."], delay=0.1
+        )
+    )
+    try:
+        with launched(settings, store=store) as url:
+            job = submit(Client(url, verbose=False), "Tell me the secrets")
+            updates = [answer_text(update) for update in job]
+            final = answer_text(job.result())
+        store.flush()
+        [logged] = store.find()
+    finally:
+        store.close()
+    assert final == "Your key is [redacted] and [redacted]. Done."
+    assert len(updates) >= 2 and all(SENTINEL_KEY[:6] not in text and "pw-review" not in text for text in updates)
+    assert logged["reply"] == final

@@ -1,8 +1,11 @@
 """`python app.py` as a user runs it: the startup line, then a working chat."""
 
 import contextlib
+import json
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -81,3 +84,84 @@ def test_python_app_py_starts_and_chats(provider: str, fake_server: FakeOpenAI):
     assert "Traceback" not in "".join(output)  # e.g. a client of the startup check closed in the wrong loop
     if provider != "local":
         assert "  ✓ Model: fake-model is listed\n" in output  # the short check at startup
+
+
+def rest_of(proc: subprocess.Popen, lines: queue.Queue[str], output: list[str]) -> str:
+    """Everything the app printed, once it has ended."""
+    proc.wait(timeout=30)
+    time.sleep(0.2)  # the reader thread hands over the last lines
+    while not lines.empty():
+        output.append(lines.get())
+    return "".join(output)
+
+
+def test_a_port_in_use_is_one_sentence_and_exit_1(fake_server: FakeOpenAI):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
+        proc, lines = spawn(env, "--model", "fake-model")
+        printed = rest_of(proc, lines, [])
+    assert proc.returncode == 1, printed
+    assert (
+        printed.splitlines()[-1] == f"Error: Port {port} is already in use: stop what listens there, or pass --port N."
+    )
+    assert "Traceback" not in printed
+
+
+def test_ctrl_c_exits_0_with_no_traceback(fake_server: FakeOpenAI):
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
+    output: list[str] = []
+    proc, lines = spawn(env, "--model", "fake-model")
+    try:
+        wait_until_serving(proc, lines, output)
+        assert ask(Client(f"http://127.0.0.1:{port}/", verbose=False), "Hi!") == "Echo: Hi!"
+        proc.send_signal(signal.SIGINT)
+        printed = rest_of(proc, lines, output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, printed
+    assert "Traceback" not in printed and "CancelledError" not in printed, printed
+
+
+STUCK_SERVER = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a server that ignores SIGTERM, with a child, and never answers
+child = subprocess.Popen(["sleep", "300"])
+open(sys.argv[1], "w").write(f"{child.pid}")
+time.sleep(300)
+"""
+
+
+def test_sigterm_while_the_mcp_servers_start_stops_them_and_their_children(tmp_path: Path, fake_server: FakeOpenAI):
+    (tmp_path / "stuck.py").write_text(STUCK_SERVER)
+    pids = tmp_path / "pids"
+    mcp = tmp_path / "mcp.json"
+    mcp.write_text(
+        json.dumps(
+            {"mcpServers": {"stuck": {"command": sys.executable, "args": [str(tmp_path / "stuck.py"), str(pids)]}}}
+        )
+    )
+    env = base_env(free_port()) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
+    proc, lines = spawn(env, "--model", "fake-model", "--mcp", str(mcp))
+    try:
+        deadline = time.monotonic() + 30
+        while not pids.exists() or not pids.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        child = int(pids.read_text())
+        proc.send_signal(signal.SIGTERM)  # while the app waits for the server to list its tools
+        printed = rest_of(proc, lines, [])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, printed
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and "zombie" not in Path(f"/proc/{child}/status").read_text().lower():
+        assert time.monotonic() < deadline, "the MCP server's child outlived the app"
+        time.sleep(0.1)

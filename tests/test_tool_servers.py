@@ -194,6 +194,34 @@ def test_startup_prints_where_the_mcp_endpoint_is_and_it_answers_there(fake_serv
         proc.wait(timeout=30)
 
 
+def test_a_server_that_dies_at_startup_is_named_with_its_last_words_and_python_is_the_apps_own(
+    tmp_path: Path, fake_server: FakeOpenAI
+):
+    dies = tmp_path / "dies.py"
+    dies.write_text("raise AttributeError(\"'Server' object has no attribute 'list_resources'\")\n")
+    wrong = tmp_path / "bin" / "python"  # the PATH's python is another one, without the app's packages
+    wrong.parent.mkdir()
+    wrong.write_text("#!/bin/sh\necho 'not the app python' >&2\nexit 1\n")
+    wrong.chmod(0o755)
+    mcp = write(
+        tmp_path,
+        {
+            "dies": {"command": "python", "args": [str(dies)]},
+            "time": {"command": "python", "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
+        },
+    )
+    env = base_env(free_port()) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    env["PATH"] = f"{wrong.parent}:{env['PATH']}"
+    run = subprocess.run(
+        [sys.executable, "app.py", "--check", "--model", "fake-model", "--mcp", str(mcp)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert "  ✓ MCP server time: get_current_time, convert_time\n" in run.stdout, run.stdout
+    [line] = [line for line in run.stdout.splitlines() if "MCP server dies" in line]
+    assert line.endswith("it said: AttributeError: 'Server' object has no attribute 'list_resources'"), line
+    assert "Traceback" not in run.stdout + run.stderr  # the server's own traceback stays out of the console
+
+
 def test_check_lists_the_servers_health_and_whether_the_model_takes_tools(tmp_path: Path, fake_server: FakeOpenAI):
     fake_server.reset()
     mcp = write(
@@ -255,10 +283,37 @@ def test_mcp_server_lets_another_agent_call_the_chat(fake_server: FakeOpenAI):
         _, text, failed = asyncio.run(call_chat(url + "mcp/", message="hi", system_prompt="Be brief."))
         assert fake_server.chat_requests[-1].body["messages"][0] == {"role": "system", "content": "Be brief."}
         _, text, failed = asyncio.run(call_chat(url + "mcp/", message="   "))
-        assert failed and text == "Error executing tool chat: Type a message first."
+        assert failed and text == "Type a message first."
+        _, text, failed = asyncio.run(call_chat(url + "mcp/"))  # no message at all: a sentence, no pydantic dump
+        assert failed and text == "chat needs a message: the text to send, as a string."
         fake_server.default = Reply(status=401, error_message=f"bad key {SENTINEL_KEY}")
         _, text, failed = asyncio.run(call_chat(url + "mcp/", message="hi"))
         assert failed and SENTINEL_KEY not in text and "key" in text.lower()
+
+
+def test_mcp_server_answers_at_mcp_exactly_says_its_version_and_offers_only_its_tool(fake_server: FakeOpenAI):
+    """What the Vercel AI SDK's MCP client and the MCP inspector need: no redirect from /mcp, one tool."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from config import VERSION
+
+    async def inspect(url: str):
+        async with httpx2.AsyncClient() as http, Client(streamable_http_client(url, http_client=http)) as client:
+            return client.server_info, client.server_capabilities, (await client.list_tools()).tools
+
+    with launched(remote_settings(fake_server, mcp_server=True)) as url:
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        answered = httpx2.post(url + "mcp", json=initialize, headers={"Accept": "application/json, text/event-stream"})
+        assert answered.status_code != 307 and "location" not in answered.headers
+        listed, text, failed = asyncio.run(call_chat(url + "mcp", message="no slash"))
+        assert (listed, text, failed) == (["chat"], "Echo: no slash", False)
+        info, capabilities, [tool] = asyncio.run(inspect(url + "mcp"))
+    assert (info.name, info.version) == ("Streaming Chat", VERSION)
+    assert capabilities.tools is not None and capabilities.prompts is None and capabilities.resources is None
+    assert "Args:" not in tool.description and tool.description.startswith("Send one message to this app's model")
+    assert tool.input_schema["required"] == ["message"]
 
 
 def test_mcp_server_behind_auth_needs_the_login(fake_server: FakeOpenAI):

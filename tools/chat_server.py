@@ -1,4 +1,4 @@
-"""This chat as an MCP server (--mcp-server): other agents call its `chat` tool at /mcp/."""
+"""This chat as an MCP server (--mcp-server): other agents call its `chat` tool at /mcp (and /mcp/)."""
 
 from __future__ import annotations
 
@@ -7,51 +7,98 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from starlette.routing import Mount
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from starlette.routing import Mount, Route
 
 PATH = "/mcp"
 
 Answer = Callable[[str, str], Awaitable[str]]  # (message, system prompt) -> the reply's text
 
+# What other agents read: prose, each argument described in the schema. (A docstring with "Args:" is
+# what a decorator would send; the low-level server says exactly this and advertises tools only.)
+CHAT_TOOL = types.Tool(
+    name="chat",
+    description=(
+        "Send one message to this app's model and get its whole reply; the model may use the app's tools. "
+        "Each call is a new conversation."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "message": {"type": "string", "description": "What to ask."},
+            "system_prompt": {
+                "type": "string",
+                "description": "Instructions for the model; leave it out for the app's own.",
+                "default": "",
+            },
+        },
+        "required": ["message"],
+    },
+)
 
-def chat_server(answer: Answer) -> MCPServer:
+
+def _failed(sentence: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=sentence)], is_error=True)
+
+
+def chat_server(answer: Answer, version: str) -> Server:
     """An MCP server with one tool, `chat`, that answers through this app's model and tools."""
-    server = MCPServer("Streaming Chat", instructions="Ask the model behind this chat app a question.")
 
-    @server.tool(name="chat")
-    async def chat(message: str, system_prompt: str = "") -> str:
-        """Send one message to this app's model and get its whole reply (it may use the app's tools).
+    async def list_tools(ctx, params) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[CHAT_TOOL])
 
-        Each call is a new conversation.
-
-        Args:
-            message: What to ask.
-            system_prompt: Instructions for the model; empty for the app's own.
-        """
+    async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name != CHAT_TOOL.name:
+            return _failed(f"There is no tool named {params.name!r}: this server has one, chat.")
+        arguments = params.arguments or {}
+        message, system_prompt = arguments.get("message"), arguments.get("system_prompt", "")
+        if not isinstance(message, str):
+            return _failed("chat needs a message: the text to send, as a string.")
+        if not isinstance(system_prompt, str):
+            return _failed("chat's system_prompt must be a string (or left out).")
         try:
-            return await answer(message, system_prompt)
+            text = await answer(message, system_prompt)
         except ValueError as exc:  # a message the chat would refuse, or a failed reply: one readable line
-            raise ToolError(str(exc)) from None
+            return _failed(str(exc))
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
-    return server
+    return Server(
+        "Streaming Chat",
+        version=version,
+        instructions="Ask the model behind this chat app a question.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
 
 
-def lifespan(server: MCPServer, host: str | None, logins: Sequence[tuple[str, str]]):
-    """A lifespan for Gradio's app (launch's app_kwargs) that mounts the server at /mcp/ and runs it."""
+def lifespan(server: Server, host: str | None, logins: Sequence[tuple[str, str]]):
+    """A lifespan for Gradio's app (launch's app_kwargs) that serves the MCP server at /mcp and /mcp/."""
     # The SDK turns on DNS-rebinding protection (Host must be loopback) when told it serves loopback.
     app = server.streamable_http_app(streamable_http_path="/", host=host or "127.0.0.1")
     guarded = _basic_auth(app, logins) if logins else app
 
     @contextlib.asynccontextmanager
     async def run(gradio_app) -> AsyncIterator[None]:
-        # First, before Gradio's routes: the MCP endpoint answers POST, GET and DELETE of its own.
-        gradio_app.router.routes.insert(0, Mount(PATH, app=guarded))
+        # First, before Gradio's routes: the MCP endpoint answers POST, GET and DELETE of its own, at /mcp
+        # itself too (Mount alone redirects it to /mcp/, and MCP clients refuse redirects).
+        exact = Route(PATH, _AtRoot(guarded), methods=["GET", "POST", "DELETE"])
+        gradio_app.router.routes[0:0] = [exact, Mount(PATH, app=guarded)]
         async with server.session_manager.run():
             yield
 
     return run
+
+
+class _AtRoot:
+    """An ASGI app called as if at its mount's root: Route(PATH, ...) hands it the path PATH itself.
+    (A class, not a function: Starlette takes a function for a request handler.)"""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.app({**scope, "path": "/", "root_path": scope.get("root_path", "") + PATH}, receive, send)
 
 
 def _basic_auth(app, logins: Sequence[tuple[str, str]]):

@@ -7,10 +7,13 @@ import contextlib
 import json
 import logging
 import re
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 import httpx2
 import jsonschema
@@ -20,6 +23,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from redaction import Redactor
 from tools.servers import ServerSpec
 
 log = logging.getLogger("chat.tools")
@@ -78,16 +82,34 @@ class _Connection:
         self.listed: list[mcp_types.Tool] = []
         self.restarts = 0
         self.refused: int | None = None  # the last HTTP error status: the SDK's error does not carry it
+        self.stderr: IO[str] | None = None  # a stdio server's stderr
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager:
         if self.spec.url:
             return _http_transport(self.spec.url, dict(self.spec.headers), self._saw)
+        # "python" is the interpreter running this app, whose packages the example servers are in
+        # (the PATH's python may be another, without them).
+        command = sys.executable if self.spec.command in ("python", "python3") else self.spec.command or ""
         params = StdioServerParameters(
-            command=self.spec.command or "", args=list(self.spec.args), env=dict(self.spec.env), cwd=self.spec.cwd
+            command=command, args=list(self.spec.args), env=dict(self.spec.env), cwd=self.spec.cwd
         )
-        return stdio_client(params)
+        # The server's stderr goes to a file, not the app's console: a failed start is told with its last line.
+        if self.stderr is not None:
+            self.stderr.close()  # the previous run's
+        self.stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - as long as it runs
+        return stdio_client(params, errlog=self.stderr)
+
+    def last_words(self) -> str:
+        """The last line the server wrote to stderr (a traceback's last line says what went wrong), or ""."""
+        if self.stderr is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            self.stderr.seek(0)
+            lines = [line.strip() for line in self.stderr.read()[-20_000:].splitlines() if line.strip()]
+            return lines[-1][:300] if lines else ""
+        return ""
 
     async def _saw(self, response: httpx2.Response) -> None:
         if response.status_code >= 400:
@@ -110,6 +132,8 @@ class _Connection:
                     " (check its headers)" if self.refused in (401, 403) else ""
                 )
             await self.close()
+            if said := self.last_words():
+                self.error += f"; it said: {said}"
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
         try:
@@ -212,11 +236,9 @@ class ToolHub:
         self.connections = [_Connection(spec) for spec in specs]
         self.timeout = timeout
         self.max_result_chars = max_result_chars
-        self.secrets = sorted(
-            {s for s in [*secrets, *(v for spec in specs for v in spec.secrets)] if s and len(s) >= MIN_SECRET_CHARS},
-            key=len,
-            reverse=True,
-        )
+        # The app's secrets as given; the servers' env and header values only when long enough to be one.
+        own = [value for spec in specs for value in spec.secrets if len(value) >= MIN_SECRET_CHARS]
+        self._redactor = Redactor([*secrets, *own])
         self.approve_all = approve_all
         self.tools: list[Tool] = []
         self._openai: tuple[dict, ...] = ()  # the tools in OpenAI's format, built once at start
@@ -242,7 +264,7 @@ class ToolHub:
                 c.spec.name,
                 self.redact(c.spec.url or c.spec.command or ""),
                 [t.name for t in self.tools if t.server == c.spec.name],
-                None if c.client else c.error or "it stopped",
+                None if c.client else self.redact(c.error or "it stopped"),  # its stderr may hold a secret
             )
             for c in self.connections
         ]
@@ -276,9 +298,7 @@ class ToolHub:
         return next((tool for tool in self.tools if tool.name == name), None)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        return self._redactor.text(text)
 
     async def call(self, name: str, arguments: str) -> ToolResult:
         """Run a tool call as the model wrote it. Every failure is a result the model and the user

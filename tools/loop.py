@@ -14,6 +14,7 @@ from typing import Literal
 from errors import with_notice
 from history import Message
 from providers.base import ChatBackend, GenerationParams
+from redaction import NO_SECRETS, Redactor
 from relay import Pacer, coalesce
 from reply import CONTINUE, STATS, Reply, estimate_tokens, stats
 from reply import messages as reply_messages
@@ -52,9 +53,9 @@ class ToolCall:
             metadata["log"] = label[self.status]
         if self.seconds is not None:
             metadata["duration"] = round(self.seconds, 2)
-        content = f"Arguments:\n{_fenced(_pretty(self.arguments), 'json')}"
+        content = f"Arguments:\n{fenced(pretty(self.arguments), 'json')}"
         if self.result:
-            content += f"\n\nResult:\n{_fenced(self.result)}"
+            content += f"\n\nResult:\n{fenced(self.result)}"
         return {"role": "assistant", "content": content, "metadata": metadata}
 
     def openai(self) -> dict:
@@ -102,6 +103,7 @@ class Turn:
     notice: str = ""  # about the whole turn: the step limit
     error: str = ""  # why it failed, if it did
     ended: bool = False
+    redactor: Redactor = field(default=NO_SECRETS, repr=False)  # the app's secrets, kept out of what is shown
 
     @property
     def last(self) -> Reply:
@@ -127,7 +129,11 @@ class Turn:
                     call.status, call.result = "failed", "It did not finish."
 
     def messages(self) -> list[dict]:
-        """The turn as Gradio chat messages: each step's thinking, text and tool calls, then the stats."""
+        """The turn as Gradio chat messages, secrets redacted (a tail that may be one held back while it streams)."""
+        return self.redactor.messages(self._messages(), streaming=not self.ended)
+
+    def _messages(self) -> list[dict]:
+        """Each step's thinking, text and tool calls, then the stats."""
         if len(self.steps) == 1 and not self.steps[0].calls and not self.notice:
             return reply_messages(self.last)  # the plain chat: exactly as before tools
         shown: list[dict] = []
@@ -287,14 +293,14 @@ async def _run_calls(
         messages.append({"role": "tool", "tool_call_id": call.id, "content": call.result})
 
 
-def _pretty(arguments: str) -> str:
+def pretty(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
     except (json.JSONDecodeError, ValueError):
         return arguments
 
 
-def _fenced(text: str, language: str = "") -> str:
+def fenced(text: str, language: str = "") -> str:
     """A Markdown code block that the text cannot close early."""
     fence = "```"
     while fence in text:

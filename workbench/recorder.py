@@ -75,8 +75,8 @@ class Recorder:
                 model=str(config.get("model") or ""),
                 message=text_of(text) if not isinstance(text, str) else text,
                 attachments=[Path(path).name for path in files_of(files) + [f for f in files if isinstance(f, str)]],
-                reply=turn.text,
-                thinking="".join(r.reasoning for r in replies),
+                reply=turn.redactor.text(turn.text),
+                thinking=turn.redactor.text("".join(r.reasoning for r in replies)),
                 tool_steps=[
                     {
                         "id": call.id,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import gradio as gr
+import sqlalchemy as sa
 
 from refusals import refuse
+from tools.loop import fenced, pretty
 from workbench.store import LogStore, export_jsonl, export_votes, votes_path
 
 ANY_MODEL = "Any model"
@@ -45,7 +48,8 @@ def conversation_messages(turns: list[dict]) -> list[dict]:
         if turn["thinking"]:
             shown.append({"role": "assistant", "content": turn["thinking"], "metadata": {"title": "Thinking"}})
         for step in turn["tool_steps"] or []:
-            content = f"Arguments: {step['arguments']}\n\nResult:\n{step['result']}"
+            # As text, as the chat shows them: a tool's output may hold HTML (a <form>, say) the page must not render.
+            content = f"Arguments:\n{fenced(pretty(step['arguments']), 'json')}\n\nResult:\n{fenced(step['result'])}"
             metadata = {"title": f"Tool: {step['name']}", "log": step["status"], "status": "done"}
             shown.append({"role": "assistant", "content": content, "metadata": metadata})
         reply = turn["reply"] + (f"\n\n⚠️ {turn['notice']}" if turn["notice"] else "")
@@ -57,6 +61,21 @@ def conversation_messages(turns: list[dict]) -> list[dict]:
             about += f" · {stats}"
         shown.append({"role": "assistant", "content": "", "metadata": {"title": "Logged", "log": about}})
     return shown
+
+
+def reading(handler: Callable) -> Callable:
+    """A handler that reads the log: a database that cannot be reached is one sentence, not a blank error."""
+
+    @functools.wraps(handler)
+    def read(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except sa.exc.SQLAlchemyError:
+            raise refuse(
+                "The conversation log cannot be read now: its database is unreachable. Try again soon."
+            ) from None
+
+    return read
 
 
 def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str, str]]) -> None:
@@ -86,6 +105,7 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             until=end + timedelta(days=1) if end else None,
         )
 
+    @reading
     def search(disliked: bool, model: str, text: str, since: str, until: str, request: gr.Request) -> tuple:
         check(request)
         found = matching(disliked, model, text, since, until)
@@ -122,6 +142,7 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             for vote in reversed(store.all_votes()[-500:])
         ]  # fmt: skip
 
+    @reading
     def open_turn(found: list, selected: gr.SelectData, request: gr.Request) -> list[dict]:
         check(request)
         row = selected.index[0] if isinstance(selected.index, (list, tuple)) else selected.index
@@ -130,6 +151,7 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
         conversation, ordinal = found[row]
         return conversation_messages(store.conversation(conversation, up_to=ordinal))
 
+    @reading
     def export(disliked: bool, model: str, text: str, since: str, until: str, request: gr.Request) -> list[str]:
         check(request)
         path = Path(tempfile.mkdtemp(prefix="chat-log-")) / f"chats-{datetime.now(UTC):%Y%m%d-%H%M%S}.jsonl"

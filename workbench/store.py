@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("chat.log")
 SCHEMA_VERSION = 2
+MAX_PENDING = 10_000  # writes kept in memory while the database is down; past it the oldest are dropped
+RETRY_SECONDS = 5.0  # how often waiting writes are tried again
 
 metadata = sa.MetaData()
 meta = sa.Table(
@@ -194,16 +197,41 @@ class LogStore:
         done.wait(timeout)
 
     def _write_forever(self) -> None:
-        while (job := self._queue.get()) is not None:
-            if isinstance(job, threading.Event):  # flush(): everything before it is done
+        """Write each job in order. While the database cannot be written (PostgreSQL down, a locked file),
+        jobs wait in memory (the newest MAX_PENDING) and are written, in order, once it can be again."""
+        pending: deque[Callable[[Connection], None]] = deque(maxlen=MAX_PENDING)
+        while True:
+            try:
+                job = self._queue.get(timeout=RETRY_SECONDS if pending else None)
+            except queue.Empty:  # time to try the waiting writes again
+                self._write(pending, new=False)
+                continue
+            if job is None:
+                self._write(pending, new=False)  # a last try as the app stops
+                return
+            if isinstance(job, threading.Event):  # flush(): everything before it is written, or waiting
                 job.set()
                 continue
+            pending.append(job)
+            self._write(pending, new=True)
+
+    def _write(self, pending: deque[Callable[[Connection], None]], *, new: bool) -> None:
+        while pending:
             try:
                 if not self._ready():
                     raise RuntimeError(self.problem)
                 with self.engine.begin() as connection:
-                    job(connection)
-            except Exception as exc:  # one line per failed write; the chat goes on
+                    pending[0](connection)
+                pending.popleft()
+            except (RuntimeError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:  # down: wait, retry
+                if new:  # one line per failed turn (not per retry); the chat goes on
+                    waiting = f"{len(pending)} write{'s' if len(pending) != 1 else ''} wait to be retried"
+                    log.error("Could not write to the conversation log %s (%s): %s", where(self.url), waiting,
+                              _first_line(exc))  # fmt: skip
+                self.problem = self.problem or _first_line(exc)
+                return
+            except Exception as exc:  # this write itself is wrong (not the database): drop it, go on
+                pending.popleft()
                 log.error("Could not write to the conversation log %s: %s", where(self.url), _first_line(exc))
 
     # -- writes (from any thread; they return at once) ----------------------------
