@@ -52,6 +52,14 @@ def test_no_usage_is_a_warning_not_a_failure(server: FakeOpenAI):
     assert "! Usage: not reported; token counts under each reply are estimates, marked ≈" in output
 
 
+def test_a_model_the_server_does_not_list_but_serves_is_a_warning_and_the_check_passes(server: FakeOpenAI):
+    """llama.cpp's own server lists only its GGUF path and answers to any model name."""
+    code, output = check(server, "--model", "default")
+    assert code == 0, output
+    assert "  ! Model: default is not among the models listed (fake-model, fake-model-2); some servers " in output
+    assert "✓ Streaming: " in output and "All checks passed." in output
+
+
 @pytest.mark.parametrize(
     ("reply", "model", "diagnosis"),
     [
@@ -73,14 +81,6 @@ def test_no_usage_is_a_warning_not_a_failure(server: FakeOpenAI):
     ],
     ids=["unknown-model", "chat-refused", "stream-ends-early"],
 )
-def test_a_model_the_server_does_not_list_but_serves_is_a_warning_and_the_check_passes(server: FakeOpenAI):
-    """llama.cpp's own server lists only its GGUF path and answers to any model name."""
-    code, output = check(server, "--model", "default")
-    assert code == 0, output
-    assert "  ! Model: default is not among the models listed (fake-model, fake-model-2); some servers " in output
-    assert "✓ Streaming: " in output and "All checks passed." in output
-
-
 def test_each_failure_is_named_with_its_fix_and_exits_1(server: FakeOpenAI, reply, model, diagnosis):
     if reply:
         server.default = reply
