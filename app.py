@@ -439,8 +439,10 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as exc:
             if "Cannot find empty port" not in str(exc):
                 raise
-            port = settings.port or os.environ.get("GRADIO_SERVER_PORT") or 7860
-            raise ConfigError(f"Port {port} is already in use: stop what listens there, or pass --port N.") from None
+            # Only a port asked for (--port) can be taken: without it, Gradio tries the next ones.
+            raise ConfigError(
+                f"Port {settings.port} is already in use: stop what listens there, or pass --port N."
+            ) from None
         if settings.mcp_server:
             print(f"MCP endpoint (streamable HTTP) for other agents: {url}{chat_server.PATH.lstrip('/')}/", flush=True)
         demo.block_thread()  # until Ctrl-C, or SIGTERM (which exits through the finally below)

@@ -377,6 +377,8 @@ class Relay:
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone would leave it listening)
         self.listener.close()
         for sock in self.sockets:
             with contextlib.suppress(OSError):

@@ -101,7 +101,7 @@ def test_a_port_in_use_is_one_sentence_and_exit_1(fake_server: FakeOpenAI):
         taken.listen()
         port = taken.getsockname()[1]
         env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
-        proc, lines = spawn(env, "--model", "fake-model")
+        proc, lines = spawn(env, "--model", "fake-model", "--port", str(port))  # without --port Gradio tries the next
         printed = rest_of(proc, lines, [])
     assert proc.returncode == 1, printed
     assert (

@@ -151,16 +151,23 @@ class _Connection:
             self.client = None
 
     async def close(self) -> None:
-        """Leave the Client: a stdio server's process ends; an HTTP session is deleted."""
+        """Leave the Client: a stdio server's process tree ends; an HTTP session is deleted."""
         self._stop.set()
-        if self._task and not self._task.done():
+        task = self._task
+        if task and not task.done():
+            if self.client is None:  # still starting (the app is stopping meanwhile): nothing to finish
+                task.cancel()
             try:
                 async with asyncio.timeout(10):
-                    await asyncio.shield(self._task)
+                    await asyncio.shield(task)
             except TimeoutError:
-                self._task.cancel()
-            except Exception:  # it failed as it closed: nothing more to release
+                task.cancel()
+            except (Exception, asyncio.CancelledError):  # it failed, or was cancelled, as it closed
                 pass
+            # A cancelled Client still ends the server's process tree (SIGTERM, then SIGKILL): wait for that.
+            with contextlib.suppress(Exception, asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(8):
+                    await task
         self.client = None
 
 
