@@ -102,7 +102,12 @@ def test_a_port_in_use_is_one_sentence_and_exit_1(fake_server: FakeOpenAI):
         port = taken.getsockname()[1]
         env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
         proc, lines = spawn(env, "--model", "fake-model", "--port", str(port))  # without --port Gradio tries the next
-        printed = rest_of(proc, lines, [])
+        try:
+            printed = rest_of(proc, lines, [])
+        finally:  # had it started after all, it must not outlive the test
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 1, printed
     assert (
         printed.splitlines()[-1] == f"Error: Port {port} is already in use: stop what listens there, or pass --port N."
