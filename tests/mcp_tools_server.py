@@ -1,5 +1,5 @@
 """An MCP server for the tool tests, written with the official SDK: tools that echo, sleep, raise,
-answer with an error, return huge output, and die.
+answer with an error, return huge output, write garbage to stdout, leak a secret, and die.
 
     python -m tests.mcp_tools_server                      # over stdio
     python -m tests.mcp_tools_server --http --port 8912   # streamable HTTP at http://127.0.0.1:8912/mcp
@@ -18,7 +18,9 @@ import asyncio
 import os
 import time
 
+import mcp.server.stdio
 from mcp.server.mcpserver import MCPServer
+from mcp_types import TextContent
 
 server = MCPServer("test-tools")
 
@@ -63,6 +65,24 @@ def fail(reason: str) -> str:
 def huge(characters: int) -> str:
     """Return this many characters."""
     return "x" * characters
+
+
+@server.tool()
+def garble(lines: int) -> str:
+    """Write this many lines that are not JSON-RPC to stdout, each with bytes that are not UTF-8, then answer."""
+    # The SDK moves fd 1 to stderr while it serves (print() cannot break the protocol): write to its wire,
+    # as a server written without the SDK (console.log in Node) writes to stdout.
+    wire = mcp.server.stdio._claims[1].private_fd
+    for n in range(lines):
+        os.write(wire, b"this is not JSON \xff\xfe %d\n" % n)
+    return "garbled"
+
+
+@server.tool()
+def split_secret() -> list[TextContent]:
+    """Return TEST_SECRET cut in two content blocks (to test redaction across blocks)."""
+    value = os.environ.get("TEST_SECRET", "")
+    return [TextContent(type="text", text=f"begin {value[:5]}"), TextContent(type="text", text=f"{value[5:]} end")]
 
 
 @server.tool()

@@ -3,8 +3,10 @@ model's tool calls, and tests/mcp_tools_server.py (the official SDK, over stdio)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from gradio_client import Client
 from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.support import answer_text, launched, submit
-from tools.hub import ToolHub
+from tools.hub import ToolHub, ToolResult
 from tools.loop import DECLINED, RUN, SKIP
 from tools.servers import ServerSpec
 
@@ -107,7 +109,16 @@ def test_a_tool_call_shows_as_a_step_and_its_result_goes_back_to_the_model(chat:
     assert shown == ["Let me check. ", "Tool: echo", "The tool said Zürich ☀ 東京.", "Stats"]
 
     first, second = (r.body for r in server.chat_requests)
-    assert [tool["function"]["name"] for tool in first["tools"]] == ["echo", "sleep", "fail", "huge", "secret", "die"]
+    assert [tool["function"]["name"] for tool in first["tools"]] == [
+        "echo",
+        "sleep",
+        "fail",
+        "huge",
+        "garble",
+        "split_secret",
+        "secret",
+        "die",
+    ]
     assert second["messages"][-2:] == [
         {
             "role": "assistant",
@@ -326,3 +337,45 @@ def test_a_call_that_needs_approval_waits_for_run_or_skip(approval_app, server: 
     else:
         assert tool_log.read_text() == "" and step["metadata"]["log"] == "skipped"
         assert results[0]["content"] == DECLINED
+
+
+@pytest.fixture
+def lone_hub(tmp_path: Path) -> Iterator[ToolHub]:
+    """The test server's tools without an app: what the hub itself gives back."""
+    hub = ToolHub([stdio_server(tmp_path / "calls.log")], timeout=10.0)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+def call(hub: ToolHub, name: str, arguments: dict) -> ToolResult:
+    return asyncio.run(hub.call(name, json.dumps(arguments)))
+
+
+def test_a_huge_result_is_not_read_and_the_next_call_answers_at_once(lone_hub: ToolHub):
+    # Before, the whole 100 MB line (text and structured copy) was read quadratically: this call
+    # timed out and so did every later one for minutes.
+    result = call(lone_hub, "huge", {"characters": 50_000_000})
+    assert result.is_error and "its result was larger than 4 MiB, so it was not read" in result.text
+    echo = call(lone_hub, "echo", {"text": "still here"})
+    assert (echo.text, echo.is_error) == ("still here", False)
+    print(f"huge result refused in {result.seconds:.2f} s; the next call took {echo.seconds:.3f} s")
+
+
+def test_garbage_on_a_servers_stdout_is_one_log_line_and_the_server_goes_on(
+    lone_hub: ToolHub, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.WARNING)
+    assert call(lone_hub, "garble", {"lines": 200}).text == "garbled"  # each line holds bytes that are not UTF-8
+    assert call(lone_hub, "echo", {"text": "ok"}).text == "ok"
+    said = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(said) == 1, [record.getMessage() for record in said]
+    assert "MCP server test wrote a line to stdout that is not JSON-RPC" in said[0].getMessage()
+    assert said[0].exc_info is None and "Traceback" not in caplog.text
+
+
+def test_a_secret_cut_across_two_content_blocks_is_redacted(lone_hub: ToolHub):
+    result = call(lone_hub, "split_secret", {})
+    assert result.text == "begin [redacted]\n end"

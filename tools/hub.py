@@ -19,12 +19,12 @@ import httpx2
 import jsonschema
 import mcp_types
 from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from redaction import Redactor
 from tools.servers import ServerSpec
+from tools.stdio import stdio_transport
 
 log = logging.getLogger("chat.tools")
 NAME_PATTERN = re.compile(r"[^a-zA-Z0-9_-]")  # OpenAI's rule for a function name: ^[a-zA-Z0-9_-]{1,64}$
@@ -99,7 +99,7 @@ class _Connection:
         if self.stderr is not None:
             self.stderr.close()  # the previous run's
         self.stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - as long as it runs
-        return stdio_client(params, errlog=self.stderr)
+        return stdio_transport(params, self.stderr, name=self.spec.name)
 
     def last_words(self) -> str:
         """The last line the server wrote to stderr (a traceback's last line says what went wrong), or ""."""
@@ -359,7 +359,7 @@ class ToolHub:
             return ToolResult(why, True)
         except Exception as exc:
             return ToolResult(f"{tool.name} failed: {_reason(exc)}", True)
-        return ToolResult(_text_of(answer), bool(answer.is_error))
+        return ToolResult(self._redactor.joined(_parts_of(answer), "\n"), bool(answer.is_error))
 
 
 def _arguments(text: str, schema: dict) -> dict | str:
@@ -380,7 +380,7 @@ def _arguments(text: str, schema: dict) -> dict | str:
     return value
 
 
-def _text_of(answer: mcp_types.CallToolResult) -> str:
+def _parts_of(answer: mcp_types.CallToolResult) -> list[str]:
     parts: list[str] = []
     for block in answer.content:
         match block:
@@ -395,4 +395,4 @@ def _text_of(answer: mcp_types.CallToolResult) -> str:
                 parts.append(f"[resource {block.uri}]")
     if not parts and answer.structured_content is not None:
         parts.append(json.dumps(answer.structured_content, ensure_ascii=False))
-    return "\n".join(parts) or "(no output)"
+    return parts or ["(no output)"]
