@@ -15,7 +15,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -29,6 +28,7 @@ import preflight
 from config import VERSION, ConfigError, Settings, load_settings
 from csp import ContentSecurityPolicy, policy
 from errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
+from exports import private_folder
 from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
 from history import to_provider_messages
 from providers.base import GenerationParams
@@ -43,6 +43,7 @@ from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdow
 from workbench.compare import add_compare_page
 from workbench.recorder import Recorder
 from workbench.review import add_review_page
+from workbench.signin import SignIns
 from workbench.store import LogStore, database_url, export_jsonl, export_votes, votes_path, where
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
@@ -238,7 +239,7 @@ def build_app(
         history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
     ) -> list[str]:
         config = chat_config(model, system_prompt, temperature, max_tokens, top_p)
-        folder = Path(tempfile.mkdtemp(prefix="chat-export-"))
+        folder = private_folder("chat-export-")
         name = f"chat-{datetime.now():%Y%m%d-%H%M%S}"
         (folder / f"{name}.md").write_text(to_markdown(history, config), encoding="utf-8")
         (folder / f"{name}.json").write_text(to_json(history, config), encoding="utf-8")
@@ -342,7 +343,7 @@ def build_app(
             api_name="import_chat",
         )
     if store is not None:  # the workbench pages
-        add_review_page(demo, store, settings.review_auth)
+        demo.extra_routes = add_review_page(demo, store, SignIns(settings.review_auth), settings.forwarded_allow_ips)
         limit = backend.max_concurrency or settings.concurrency
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
@@ -358,7 +359,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     """demo.launch(**options), returning at once (block with demo.block_thread()), with room for
     --concurrency replies streaming at once, the Content-Security-Policy on every response, the MCP
     endpoint if --mcp-server, and a sentence at the workbench pages' addresses when they are off."""
-    options["prevent_thread_lock"] = True  # the off pages' routes are added once the app exists
+    options["prevent_thread_lock"] = True  # the review's and the off pages' routes are added once the app exists
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
@@ -371,6 +372,8 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
         app_kwargs=app_kwargs,
         **options,
     )
+    for path, endpoint, methods in getattr(demo, "extra_routes", ()):  # the review page's sign-in and exports
+        app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
     if not getattr(demo, "workbench_on", True):  # a sentence at the pages' addresses, not a bare Not Found
         for path in WORKBENCH_PAGES:
             title = path.strip("/").title()

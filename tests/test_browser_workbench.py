@@ -108,6 +108,18 @@ def test_the_review_page_needs_its_login_filters_and_opens_a_conversation(
     expect(conversation.first).to_contain_text("Echo: Where is Lisbon?")
     page.wait_for_timeout(300)
     page.screenshot(path=screenshots / "review.png", full_page=True)
+    # The export comes from the app's own route, to this signed-in browser only (its cookie).
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export these as JSONL").click()
+    assert download.value.suggested_filename.startswith("chats-")
+    [line] = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert "Where is Lisbon?" in line
+    expect(page.locator("#review-export-status")).to_contain_text("Exported 1 turn to chats-")
+    page.reload()  # still signed in: the cookie, not the connection, holds the sign-in
+    expect(page.get_by_text(f"{logged} turn{'' if logged == 1 else 's'}.")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Password")).to_be_visible()
+    expect(page.get_by_role("button", name="Search")).to_be_hidden()
 
 
 def test_compare_streams_both_sides_at_once_and_stop_ends_one(tab: Chat, workbench, server: FakeOpenAI, screenshots):  # noqa: F811

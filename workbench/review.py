@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import functools
-import secrets
-import tempfile
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import gradio as gr
 import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from proxies import Network, client_address
 from refusals import refuse
 from tools.loop import fenced, pretty
-from workbench.store import LogStore, export_jsonl, export_votes, votes_path
+from workbench.signin import COOKIE, SignIns
+from workbench.store import LogStore, turn_lines, vote_lines
 
 ANY_MODEL = "Any model"
 RATINGS = {1: "thumbs up", -1: "thumbs down", None: ""}
@@ -63,6 +65,10 @@ def conversation_messages(turns: list[dict]) -> list[dict]:
     return shown
 
 
+LOCKED = "Log in to review conversations."
+UNREACHABLE = "The conversation log cannot be read now: its database is unreachable. Try again soon."
+
+
 def reading(handler: Callable) -> Callable:
     """A handler that reads the log: a database that cannot be reached is one sentence, not a blank error."""
 
@@ -71,35 +77,116 @@ def reading(handler: Callable) -> Callable:
         try:
             return handler(*args, **kwargs)
         except sa.exc.SQLAlchemyError:
-            raise refuse(
-                "The conversation log cannot be read now: its database is unreachable. Try again soon."
-            ) from None
+            raise refuse(UNREACHABLE) from None
 
     return read
 
 
-def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str, str]]) -> None:
-    """Add /review to `demo`. Each handler checks that its session signed in, the API included."""
-    signed_in: set[str] = set()
+Route = tuple[str, Callable, list[str]]  # path, endpoint, methods: added to the app once it runs
+
+# The sign-in and the exports go to the app's own routes, not through Gradio's queue: the password never
+# enters a Gradio event, and an export is handed only to a request carrying a reviewer's cookie.
+_HERE = 'const here = location.pathname.replace(/\\/+$/, "");'
+SIGN_IN_JS = f"""async (user, password) => {{
+  {_HERE}
+  const answer = await fetch(here + "/sign-in", {{method: "POST", body: new URLSearchParams({{user, password}})}});
+  if (answer.ok) {{ location.reload(); return ""; }}
+  return (await answer.json()).error;
+}}"""
+SIGN_OUT_JS = f"""async () => {{ {_HERE} await fetch(here + "/sign-out", {{method: "POST"}}); location.reload(); }}"""
+
+
+def download_js(name: str) -> str:
+    """A click that fetches /review/<name> with the filters and saves it, or returns why not."""
+    return f"""async (disliked, model, text, since, until) => {{
+  {_HERE}
+  const query = new URLSearchParams({{disliked, model, text, since, until}});
+  const answer = await fetch(here + "/{name}?" + query);
+  if (!answer.ok) return (await answer.json()).error;
+  const file = /filename="([^"]+)"/.exec(answer.headers.get("content-disposition"))[1];
+  const link = Object.assign(document.createElement("a"), {{download: file}});
+  link.href = URL.createObjectURL(await answer.blob());
+  link.click();
+  return "Exported " + answer.headers.get("x-export-count") + " to " + file + ".";
+}}"""
+
+
+def add_review_page(demo: gr.Blocks, store: LogStore, signins: SignIns, proxies: Sequence[Network]) -> list[Route]:
+    """Add /review to `demo`; returns its sign-in and export routes. Each handler checks the request's
+    sign-in cookie, the API included."""
+
+    def reviewer(request: Request | gr.Request) -> bool:
+        return signins.valid(request.cookies.get(COOKIE))
 
     def check(request: gr.Request) -> None:
-        if (request.session_hash or "") not in signed_in:
-            raise refuse("Log in to review conversations.")
+        if not reviewer(request):
+            raise refuse(LOCKED)
 
-    def log_in(user: str, password: str, request: gr.Request) -> tuple:
-        # compare_digest: the time taken says nothing about how much of a password was right
-        ok = any(secrets.compare_digest(user, u) & secrets.compare_digest(password, p) for u, p in logins)
-        if not ok:  # one line under the form, which stays as it was: not an error over the whole form
-            return "Wrong user name or password.", *(gr.skip() for _ in range(7))
-        signed_in.add(request.session_hash or "")
-        panel_open = gr.Column(visible=False), gr.Column(visible=True)
-        return "", *panel_open, *search(False, ANY_MODEL, "", "", "", request)
+    def opened(request: gr.Request) -> tuple:
+        """The page as it loads: the panel for a reviewer whose cookie holds, the form for anyone else."""
+        if not reviewer(request):
+            return gr.Column(visible=True), gr.Column(visible=False), *(gr.skip() for _ in range(5))
+        return gr.Column(visible=False), gr.Column(visible=True), *search(False, ANY_MODEL, "", "", "", request)
 
-    def matching(disliked: bool, model: str, text: str, since: str, until: str) -> list[dict]:
+    async def sign_in(request: Request) -> Response:
+        form = await request.form()
+        address = client_address(
+            request.client.host if request.client else None, request.headers.get("x-forwarded-for", ""), proxies
+        )
+        attempt = signins.attempt(address, str(form.get("user", "")), str(form.get("password", "")))
+        if attempt.token is None:
+            headers = {"Retry-After": str(math.ceil(attempt.wait))} if attempt.wait else None
+            return JSONResponse({"error": attempt.problem}, attempt.status, headers)
+        response = JSONResponse({"signed_in": True})
+        response.set_cookie(
+            COOKIE,
+            attempt.token,
+            max_age=int(signins.lifetime),
+            httponly=True,  # no script on the page can read it
+            samesite="strict",  # nor can another site's page send it
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    def sign_out(request: Request) -> Response:
+        signins.sign_out(request.cookies.get(COOKIE))
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE)
+        return response
+
+    def download(request: Request, lines: Callable[[Request], list[str]], name: str) -> Response:
+        if not reviewer(request):
+            return JSONResponse({"error": "Log in on the review page to export."}, 401)
+        try:
+            found = lines(request)
+        except gr.Error as exc:
+            return JSONResponse({"error": exc.message}, 400)
+        except sa.exc.SQLAlchemyError:
+            return JSONResponse({"error": UNREACHABLE}, 503)
+        file = f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}.jsonl"
+        headers = {
+            "Content-Disposition": f'attachment; filename="{file}"',
+            "X-Export-Count": _count(len(found), "turn" if name == "chats" else "compare vote"),
+            "Cache-Control": "no-store",
+        }
+        return Response("".join(found), media_type="application/x-ndjson", headers=headers)
+
+    def filtered_turns(request: Request) -> list[str]:
+        query = request.query_params
+        found = matching(*(query.get(key, "") for key in ("disliked", "model", "text", "since", "until")))
+        return list(turn_lines(store, found))
+
+    def export_turns(request: Request) -> Response:
+        return download(request, filtered_turns, "chats")
+
+    def export_votes(request: Request) -> Response:
+        return download(request, lambda _: list(vote_lines(store)), "votes")
+
+    def matching(disliked: bool | str, model: str, text: str, since: str, until: str) -> list[dict]:
         end = _date(until, "To")
         return store.find(
-            disliked_only=disliked,
-            model=None if model == ANY_MODEL else model,
+            disliked_only=disliked in (True, "true"),
+            model=None if model in (ANY_MODEL, "") else model,
             text=text.strip(),
             since=_date(since, "From"),
             until=end + timedelta(days=1) if end else None,
@@ -151,23 +238,14 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
         conversation, ordinal = found[row]
         return conversation_messages(store.conversation(conversation, up_to=ordinal))
 
-    @reading
-    def export(disliked: bool, model: str, text: str, since: str, until: str, request: gr.Request) -> list[str]:
-        check(request)
-        path = Path(tempfile.mkdtemp(prefix="chat-log-")) / f"chats-{datetime.now(UTC):%Y%m%d-%H%M%S}.jsonl"
-        count = export_jsonl(store, matching(disliked, model, text, since, until), path)
-        voted = export_votes(store, votes_path(path))
-        gr.Info(f"Exported {_count(count, 'turn')}" + (f" and {_count(voted, 'compare vote')}." if voted else "."))
-        return [str(path), str(votes_path(path))] if voted else [str(path)]
-
     with demo.route("Review", "/review"):
         gr.Markdown("<h1 style='text-align: center'>Review</h1>")
         with gr.Column(visible=True) as login_box:
-            if not logins:
+            if not signins.logins:
                 gr.Markdown("The review page is locked. Start the app with `--review-auth user:password` to open it.")
-            user = gr.Textbox(label="User", interactive=bool(logins))
-            password = gr.Textbox(label="Password", type="password", interactive=bool(logins))
-            log_in_button = gr.Button("Log in", variant="primary", interactive=bool(logins))
+            user = gr.Textbox(label="User", interactive=bool(signins.logins))
+            password = gr.Textbox(label="Password", type="password", interactive=bool(signins.logins))
+            log_in_button = gr.Button("Log in", variant="primary", interactive=bool(signins.logins))
             login_status = gr.Markdown(elem_id="review-login-status")
         with gr.Column(visible=False) as panel:
             with gr.Row():
@@ -179,7 +257,10 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             with gr.Row():
                 search_button = gr.Button("Search", variant="primary", size="sm")
                 export_button = gr.Button("Export these as JSONL", size="sm")
+                export_votes_button = gr.Button("Export the compare votes as JSONL", size="sm")
+                sign_out_button = gr.Button("Sign out", size="sm")
             summary = gr.Markdown()
+            export_status = gr.Markdown(elem_id="review-export-status")
             table = gr.Dataframe(
                 headers=["Started (UTC)", "Model", "Rating", "Status", "Message", "Reply", "Comment"],
                 interactive=False,
@@ -189,7 +270,6 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             )
             found = gr.State([])
             conversation = gr.Chatbot(label="Conversation (read-only)", height=480)
-            exported = gr.File(label="Export", interactive=False, file_count="multiple")
             gr.Markdown("### Compare votes")
             votes = gr.Dataframe(
                 headers=["When (UTC)", "Message", "Vote", "Side A", "Side B"],
@@ -199,13 +279,16 @@ def add_review_page(demo: gr.Blocks, store: LogStore, logins: Sequence[tuple[str
             )
         filters = [disliked, model, text, since, until]
         results = [table, found, model, summary, votes]
-        gr.on(
-            [log_in_button.click, password.submit],
-            log_in,
-            [user, password],
-            [login_status, login_box, panel, *results],
-            show_progress="hidden",
-        )
+        demo.load(opened, None, [login_box, panel, *results], api_visibility="private")
+        gr.on([log_in_button.click, password.submit], None, [user, password], login_status, js=SIGN_IN_JS)
+        sign_out_button.click(None, js=SIGN_OUT_JS)
         gr.on([search_button.click, text.submit], search, filters, results, api_name="review_search")
         table.select(open_turn, found, conversation, api_name="review_open")
-        export_button.click(export, filters, exported, api_name="review_export")
+        export_button.click(None, filters, export_status, js=download_js("export.jsonl"))
+        export_votes_button.click(None, filters, export_status, js=download_js("votes.jsonl"))
+    return [
+        ("/review/sign-in", sign_in, ["POST"]),
+        ("/review/sign-out", sign_out, ["POST"]),
+        ("/review/export.jsonl", export_turns, ["GET"]),
+        ("/review/votes.jsonl", export_votes, ["GET"]),
+    ]

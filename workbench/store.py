@@ -8,7 +8,7 @@ import queue
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -349,11 +349,24 @@ def training_example(store: LogStore, turn: dict) -> dict:
     return {"messages": messages, "metadata": metadata}
 
 
+def turn_lines(store: LogStore, rows: list[dict]) -> Iterator[str]:
+    """The turns as JSONL training/eval examples, oldest first."""
+    for row in reversed(rows):
+        yield json.dumps(training_example(store, row), ensure_ascii=False, default=str) + "\n"
+
+
+def vote_lines(store: LogStore) -> Iterator[str]:
+    """The compare votes as JSONL preference pairs, oldest first: {"message", "a", "b", "vote", "created"}."""
+    for vote in store.all_votes():
+        row = {"message": vote["message"], "a": vote["a"], "b": vote["b"], "vote": vote["vote"]}
+        row["created"] = vote["created"].isoformat() if isinstance(vote["created"], datetime) else vote["created"]
+        yield json.dumps(row, ensure_ascii=False, default=str) + "\n"
+
+
 def export_jsonl(store: LogStore, rows: list[dict], path: Path) -> int:
-    """Write the turns as JSONL training/eval examples, oldest first; returns how many."""
+    """Write the turns to `path` as JSONL; returns how many."""
     with path.open("w", encoding="utf-8") as file:
-        for row in reversed(rows):
-            file.write(json.dumps(training_example(store, row), ensure_ascii=False, default=str) + "\n")
+        file.writelines(turn_lines(store, rows))
     return len(rows)
 
 
@@ -363,15 +376,9 @@ def votes_path(path: Path) -> Path:
 
 
 def export_votes(store: LogStore, path: Path) -> int:
-    """Write the compare votes as JSONL preference pairs, oldest first: {"message", "a", "b", "vote", ...};
-    returns how many (no file when there are none)."""
-    votes = store.all_votes()
-    if votes:
+    """Write the compare votes to `path` as JSONL; returns how many (no file when there are none)."""
+    lines = list(vote_lines(store))
+    if lines:
         with path.open("w", encoding="utf-8") as file:
-            for vote in votes:
-                row = {"message": vote["message"], "a": vote["a"], "b": vote["b"], "vote": vote["vote"]}
-                row["created"] = (
-                    vote["created"].isoformat() if isinstance(vote["created"], datetime) else vote["created"]
-                )
-                file.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    return len(votes)
+            file.writelines(lines)
+    return len(lines)
