@@ -39,6 +39,7 @@ from refusals import refuse
 from relay import Pacer
 from tools import chat_server, loop
 from tools.hub import ToolHub
+from tools.python_tools import python_server
 from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 from workbench.compare import add_compare_page
 from workbench.recorder import Recorder
@@ -383,11 +384,12 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
 
 
 def tool_hub(settings: Settings) -> ToolHub | None:
-    """The MCP servers of --mcp, not started yet; None without --mcp."""
-    if not settings.mcp_servers:
+    """The tools' servers (those of --mcp, and one in this process for --tools), not started yet; None without tools."""
+    servers = (*settings.mcp_servers, *((python_server(settings.python_tools),) if settings.python_tools else ()))
+    if not servers:
         return None
     return ToolHub(
-        settings.mcp_servers,
+        servers,
         timeout=settings.tool_timeout,
         secrets=settings.secrets,
         approve_all=settings.approve_tools,

@@ -12,6 +12,7 @@ from pathlib import Path
 from providers.presets import PRESETS, Preset
 from providers.registry import backend_class, provider_names
 from proxies import PRIVATE_RANGES, Network, parse_networks
+from tools.python_tools import tool_names
 from tools.servers import ServerSpec, load_servers
 
 VERSION = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]["version"]
@@ -61,6 +62,7 @@ class Settings:
     save_history: bool = False  # keep conversations in the browser's local storage
     check: bool = False  # run the preflight checks and exit
     mcp_servers: tuple[ServerSpec, ...] = ()  # from --mcp FILE
+    python_tools: tuple[str, ...] = ()  # from --tools: names in tools/python_tools.py's TOOLS
     max_steps: int = 8  # model steps in one turn, tool calls between them
     tool_timeout: float = 30.0
     approve_tools: bool = False  # every tool call waits for the user's Run
@@ -284,6 +286,12 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "Desktop, Cursor and VS Code; ${VAR} is taken from the environment. [CHAT_MCP] Default: no tools.",
     )
     p.add_argument(
+        "--tools",
+        default=env_default("CHAT_TOOLS"),
+        help=f"Python tools the model may call, separated by commas, or all: {', '.join(tool_names())} "
+        "(tools/python_tools.py). [CHAT_TOOLS] Default: none.",
+    )
+    p.add_argument(
         "--max-steps",
         type=_number(int, "--max-steps", 1),
         default=env_default("CHAT_MAX_STEPS", "8"),
@@ -381,6 +389,15 @@ def mcp_servers(path: str | None, env: Mapping[str, str]) -> tuple[ServerSpec, .
         raise ConfigError(f"--mcp: {exc}.") from None
 
 
+def python_tools(text: str | None) -> tuple[str, ...]:
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    if names == ["all"]:
+        return tuple(tool_names())
+    if unknown := [name for name in names if name not in tool_names()]:
+        raise ConfigError(f"--tools: there is no Python tool {unknown[0]!r}; there are: {', '.join(tool_names())}.")
+    return tuple(names)
+
+
 def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Parse flags and environment; raise ConfigError with one clear sentence when something is off."""
     env = os.environ if env is None else env
@@ -420,6 +437,7 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         save_history=args.save_history,
         check=args.check,
         mcp_servers=mcp_servers(args.mcp, env),
+        python_tools=python_tools(args.tools),
         max_steps=args.max_steps,
         tool_timeout=args.tool_timeout,
         approve_tools=args.approve_tools,

@@ -17,7 +17,7 @@ from gradio_client.exceptions import AppError
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.support import answer_text, free_port, launched, message
 from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
 
@@ -137,3 +137,32 @@ def test_a_model_not_offered_is_one_sentence_for_the_client_and_no_traceback_in_
     while not lines.empty():
         output.append(lines.get())
     assert "Traceback" not in "".join(output), "".join(output)
+
+
+def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fake_server: FakeOpenAI):
+    """The README's word_count added as it says, in a copy of the app; a model calls it in a chat."""
+    copy = tmp_path / "app"
+    shutil.copytree(
+        ROOT, copy, ignore=shutil.ignore_patterns(".git", "tests", "bench", "docs", "__pycache__", ".*cache", ".gradio")
+    )
+    (copy / "tests").mkdir()  # the fake provider, from this checkout
+    tools_file = copy / "tools" / "python_tools.py"
+    snippet = readme_snippet("at the end of `tools/python_tools.py`:")
+    tools_file.write_text(tools_file.read_text() + "\n\n" + snippet)
+    fake_server.enqueue(
+        Reply(text="", tool_calls=[ToolCall("word_count", '{"text": "one two three"}', "w")]),
+        Reply(text="Three."),
+    )
+    port = free_port()
+    env = {**base_env(port), "OPENAI_API_KEY": "sk-recipe", "OPENAI_BASE_URL": fake_server.base_url}
+    proc, lines = spawn(env, "--model", "fake-model", "--tools", "word_count", cwd=copy)
+    seen: list[str] = []
+    try:
+        wait_until_serving(proc, lines, seen)
+        assert "  ✓ MCP server python: word_count\n" in seen
+        reply = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(message("Count them"), api_name="/chat")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    [step] = [m for m in reply if (m.get("metadata") or {}).get("title", "").startswith("Tool: word_count")]
+    assert "3 words" in step["content"] and answer_text(reply) == "Three."

@@ -86,7 +86,9 @@ class _Connection:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    def _transport(self) -> contextlib.AbstractAsyncContextManager:
+    def _transport(self) -> contextlib.AbstractAsyncContextManager | object:
+        if self.spec.in_process is not None:  # the SDK connects its client to the server in memory
+            return self.spec.in_process
         if self.spec.url:
             return _http_transport(self.spec.url, dict(self.spec.headers), self._saw)
         # "python" is the interpreter running this app, whose packages the example servers are in
@@ -269,7 +271,7 @@ class ToolHub:
         return [
             ServerStatus(
                 c.spec.name,
-                self.redact(c.spec.url or c.spec.command or ""),
+                self.redact(c.spec.url or c.spec.command or c.spec.where),
                 [t.name for t in self.tools if t.server == c.spec.name],
                 None if c.client else self.redact(c.error or "it stopped"),  # its stderr may hold a secret
             )

@@ -13,7 +13,7 @@ VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One MCP server: a command run over stdio, or a streamable-HTTP URL."""
+    """One MCP server: a command run over stdio, a streamable-HTTP URL, or a server object in this process."""
 
     name: str
     command: str | None = None
@@ -24,9 +24,12 @@ class ServerSpec:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     approve: bool = False  # each call waits for the user's Run or Skip
     secrets: tuple[str, ...] = field(default=(), repr=False)  # values of env and headers: never shown
+    in_process: object | None = field(default=None, repr=False, compare=False)  # an SDK server (Python tools)
 
     @property
     def where(self) -> str:
+        if self.in_process is not None:
+            return "in this process"
         return self.url or " ".join((self.command or "", *self.args)).strip()
 
 
