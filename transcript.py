@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config import VERSION
+from config import VERSION, chat_controls
 from history import files_of, text_of
 from reply import STATS
 
@@ -26,10 +27,11 @@ class ChatConfig:
     provider: str
     base_url: str | None
     model: str
-    system_prompt: str
-    temperature: float
-    max_tokens: int
-    top_p: float
+    chosen: Mapping[str, Any]  # the chat's own settings by name (config.chat_controls()): system prompt, ...
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat, as an export's "config" holds it: provider, base_url, model, then each setting by name."""
+        return {"provider": self.provider, "base_url": self.base_url, "model": self.model, **self.chosen}
 
 
 def _messages(history: Any) -> list[dict]:
@@ -53,7 +55,7 @@ def to_json(history: Any, config: ChatConfig) -> str:
         "format": FORMAT,
         "app_version": VERSION,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": asdict(config),
+        "config": config.as_dict(),
         "messages": _messages(history),
     }
     return json.dumps(document, ensure_ascii=False, indent=2)
@@ -66,8 +68,8 @@ def to_markdown(history: Any, config: ChatConfig) -> str:
         "",
         f"- Provider: {c.provider}" + (f" ({c.base_url})" if c.base_url else ""),
         f"- Model: {c.model}",
-        f"- Temperature {c.temperature:g} · max tokens {c.max_tokens} · top-p {c.top_p:g}",
-        f"- System prompt: {c.system_prompt or '(none)'}",
+        "- " + " · ".join(f"{s.flag.label} {c.chosen[s.name]:g}" for s in chat_controls() if s.kind is not str),
+        f"- System prompt: {c.chosen.get('system_prompt') or '(none)'}",
         f"- Exported by gradio-stream-chat {VERSION}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
     ]
     for message in _messages(history):
@@ -96,16 +98,10 @@ def from_json(text: str | bytes) -> tuple[list[dict], ChatConfig]:
         raise ImportProblem("The file is not a conversation exported from this app.")
     raw = document.get("config")
     try:
-        config = ChatConfig(
-            provider=str(raw["provider"]),
-            base_url=raw.get("base_url"),
-            model=str(raw["model"]),
-            system_prompt=str(raw["system_prompt"]),
-            temperature=float(raw["temperature"]),
-            max_tokens=int(raw["max_tokens"]),
-            top_p=float(raw["top_p"]),
-        )
-    except (KeyError, TypeError, ValueError):
+        # By name: a setting the file lacks (exported before it existed) is left to the app's default.
+        chosen = {s.name: s.kind(raw[s.name]) for s in chat_controls() if raw.get(s.name) is not None}
+        config = ChatConfig(str(raw["provider"]), raw.get("base_url"), str(raw["model"]), chosen)
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise ImportProblem("The file's config is incomplete or damaged.") from None
     history = []
     for message in document.get("messages") or []:

@@ -41,12 +41,15 @@ import httpx
 import openai
 from gradio_client import Client
 
+from config import chat_controls
 from errors import without_notice
 from tests.support import answer_text, free_port, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PROMPT = "You are a helpful assistant."
-OUR_SETTINGS = (SYSTEM_PROMPT, 0.7, 1024, 1.0, "bench-model")  # /chat after the message and history
+# /chat's inputs after the message and history, as the page sends them: each chat setting (by its
+# declaration, so a new one needs no change here), then the model.
+OUR_SETTINGS = (*({"system_prompt": SYSTEM_PROMPT}.get(c.name, c.default) for c in chat_controls()), "bench-model")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from history import Message
 
@@ -14,13 +14,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling settings; Gradio's sliders and dropdown keep them valid, for the API too."""
+    """Sampling settings; Gradio's sliders and dropdown keep them valid, for the API too. Each is declared
+    in config.Settings (its flag, range and slider) under the same name."""
 
     temperature: float = 0.7
     max_tokens: int = 1024
     top_p: float = 1.0
     model: str | None = None  # None: the configured model
     tools: tuple[dict, ...] = ()  # OpenAI-format tools the model may call (only if the backend accepts_tools)
+
+    @classmethod
+    def of(cls, chosen: Mapping[str, Any], model: str | None = None) -> GenerationParams:
+        """The sampling settings among a chat's settings by name (each a field here of the same name)."""
+        names = {item.name for item in fields(cls)}
+        return cls(model=model, **{name: value for name, value in chosen.items() if name in names})
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.conftest import SENTINEL_KEY
+from tests.conftest import SENTINEL_KEY, remote_settings
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, ask, submit
+from tests.support import answer_text, ask, launched, submit
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(40))
 
@@ -69,6 +69,21 @@ def test_generation_parameters_reach_the_provider(client: Client, server: FakeOp
     ask(client, "hi", "sys", 0.3, 256, 0.9)
     body = server.chat_requests[-1].body
     assert (body["temperature"], body["max_tokens"], body["top_p"], body["model"]) == (0.3, 256, 0.9, "fake-model")
+
+
+def test_settings_travel_by_name_and_start_at_their_flags(server: FakeOpenAI):
+    """--temperature and --max-tokens set where each chat starts; an API caller names only what it changes."""
+    settings = remote_settings(server, temperature=0.25, max_tokens=300)
+    with launched(settings) as url:
+        client = Client(url, verbose=False)
+        parameters = [p["parameter_name"] for p in client.view_api(print_info=False, return_format="dict")[
+            "named_endpoints"]["/chat"]["parameters"]]  # fmt: skip
+        assert parameters == ["message", "system_prompt", "temperature", "max_tokens", "top_p", "model"]
+        client.predict(message={"text": "hi", "files": []}, api_name="/chat")
+        client.predict(message={"text": "again", "files": []}, top_p=0.5, api_name="/chat")
+    first, second = (request.body for request in server.chat_requests)
+    assert (first["temperature"], first["max_tokens"], first["top_p"]) == (0.25, 300, 1.0)
+    assert (second["temperature"], second["max_tokens"], second["top_p"]) == (0.25, 300, 0.5)
 
 
 def test_out_of_range_parameters_are_refused_before_reaching_the_provider(client: Client, server: FakeOpenAI):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import DEFAULT_PROVIDER, ConfigError, load_settings
+from config import DEFAULT_PROVIDER, ConfigError, chat_controls, declared, load_settings, parser
 from providers.local import default_gguf
 from providers.presets import PRESETS
 
@@ -148,3 +148,32 @@ def test_a_gguf_cut_short_is_refused_at_startup_in_one_sentence(tmp_path):
     ):
         result = run_app("--gguf", str(path), env=env)
         assert (result.returncode, result.stderr.strip()) == (1, f"Error: Cannot load {path}: {why}")
+
+
+def test_the_readme_settings_table_is_the_declarations():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| Flag | Environment | Default | Meaning |\n| --- | --- | --- | --- |\n")[1].split("\n\n")[0]
+    assert table.splitlines() == [setting.readme_row() for setting in declared()]
+    api = readme.split("## Using the API")[1].split("```")[0]
+    assert all(f"`{control.name}`" in api for control in chat_controls())  # the API's parameters, by name
+
+
+def test_help_lists_every_declared_flag_with_its_variable_and_default():
+    shown = " ".join(parser({}).format_help().split())  # argparse wraps lines
+    for setting in declared():
+        assert setting.option in shown
+        assert " ".join(setting.help_text().split()) in shown, setting.name
+
+
+def test_the_sampling_settings_come_from_flags_and_variables_checked_like_the_rest():
+    settings = load_settings(["--temperature", "0.2"], {"CHAT_TOP_P": "0.9", "CHAT_MAX_TOKENS": "300"})
+    assert (settings.temperature, settings.top_p, settings.max_tokens) == (0.2, 0.9, 300)
+    assert (load_settings([], {}).temperature, load_settings([], {}).max_tokens) == (0.7, 1024)
+    for argv, env, says in [
+        (["--top-p", "2"], {}, "argument --top-p: --top-p must be at most 1, not '2'"),
+        ([], {"CHAT_TEMPERATURE": "hot"}, "argument --temperature: --temperature must be a number, not 'hot'"),
+        (["--max-tokens", "5000"], {}, "--max-tokens (5000) must be at most --max-tokens-limit (4096)."),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            load_settings(argv, env)
+        assert str(refused.value) == says

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -166,3 +167,74 @@ def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fak
         proc.wait(timeout=15)
     [step] = [m for m in reply if (m.get("metadata") or {}).get("title", "").startswith("Tool: word_count")]
     assert "3 words" in step["content"] and answer_text(reply) == "Three."
+    # As the Quick start runs it, with the embedded model: listed, and the model said to take no tools.
+    check = subprocess.run(
+        [sys.executable, "app.py", "--tools", "word_count", "--check"], cwd=copy, env=base_env(free_port()),
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "✓ MCP server python: word_count" in check.stdout
+
+
+def copy_of_the_app(where: Path) -> Path:
+    copy = where / "app"
+    shutil.copytree(
+        ROOT, copy, ignore=shutil.ignore_patterns(".git", "tests", "bench", "docs", "__pycache__", ".*cache", ".gradio")
+    )
+    return copy
+
+
+def insert(path: Path, snippet: str, *, before: str = "", after: str = "") -> None:
+    text = path.read_text()
+    mark = before or after
+    assert text.count(mark) == 1, f"{path.name} no longer has exactly one {mark!r}"
+    path.write_text(text.replace(mark, snippet + mark if before else mark + snippet))
+
+
+def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tmp_path: Path, fake_server: FakeOpenAI):
+    """The README's presence penalty added as it says: its three snippets, nothing else."""
+    copy = copy_of_the_app(tmp_path)
+    insert(copy / "config.py", readme_snippet("Declare it in `Settings`, right before `gguf_path`:"),
+           before="    gguf_path: Annotated[")  # fmt: skip
+    insert(copy / "providers" / "base.py", readme_snippet("(`providers/base.py`), right before `model`:"),
+           before="    model: str | None = None")  # fmt: skip
+    insert(copy / "providers" / "openai_compatible.py", readme_snippet("after `top_p=params.top_p,`:"),
+           after="            top_p=params.top_p,\n")  # fmt: skip
+    (copy / "tests").mkdir()
+    port = free_port()
+    env = {**base_env(port), "OPENAI_API_KEY": "sk-recipe", "OPENAI_BASE_URL": fake_server.base_url}
+    proc, lines = spawn(env, "--model", "fake-model", "--presence-penalty", "0.5", cwd=copy)
+    seen: list[str] = []
+    try:
+        wait_until_serving(proc, lines, seen)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(message={"text": "an existing caller", "files": []}, temperature=0.1, api_name="/chat")
+        client.predict(message={"text": "a new one", "files": []}, presence_penalty=-1.0, api_name="/chat")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config") as page:
+            config = page.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    first, second = (request.body for request in fake_server.chat_requests[-2:])
+    assert (first["presence_penalty"], first["temperature"]) == (0.5, 0.1)
+    assert second["presence_penalty"] == -1.0
+    [slider] = [c["props"] for c in json.loads(config)["components"] if c["props"].get("label") == "Presence penalty"]
+    assert (slider["minimum"], slider["maximum"], slider["value"]) == (-2, 2, 0.5)  # in Model settings, at the flag
+    help_text = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=copy, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    ).stdout  # fmt: skip
+    assert "--presence-penalty" in help_text and "CHAT_PRESENCE_PENALTY" in help_text
+    # As the Quick start runs it, with the embedded model: llama.cpp's server takes the new parameter.
+    port = free_port()
+    proc, lines = spawn(base_env(port), "--presence-penalty", "0.5", cwd=copy)
+    seen = []
+    try:
+        wait_until_serving(proc, lines, seen)
+        local = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        reply = local.predict(message={"text": "Say hi.", "files": []}, max_tokens=8, api_name="/chat")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    [stats] = [m["metadata"]["log"] for m in reply if (m.get("metadata") or {}).get("title") == "Stats"]
+    assert "finish: length" in stats  # it answered, up to the 8 tokens asked for: not an error

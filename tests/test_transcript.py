@@ -108,3 +108,12 @@ def test_an_imported_model_that_is_not_offered_falls_back_to_the_configured_one(
     saved.write_text(json.dumps(document), encoding="utf-8")
     *_, max_tokens, _, model = client.predict(handle_file(str(saved)), api_name="/import_chat")
     assert (model, max_tokens) == ("fake-model", 4096)
+
+
+def test_an_export_from_before_a_setting_existed_imports_with_that_settings_default(client: Client, tmp_path):
+    _, document = export(client, *SETTINGS)
+    del document["config"]["top_p"]  # as if top-p had been added since
+    saved = tmp_path / "old.json"
+    saved.write_text(json.dumps(document), encoding="utf-8")
+    _, system_prompt, temperature, _, top_p, _ = client.predict(handle_file(str(saved)), api_name="/import_chat")
+    assert (system_prompt, temperature, top_p) == ("You are a pirate.", 0.4, 1.0)  # 1.0: --top-p's default

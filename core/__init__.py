@@ -1,0 +1,1 @@
+"""The chat itself, apart from any page: the service every way in shares."""

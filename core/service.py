@@ -1,0 +1,243 @@
+"""The chat under every way in (the chat page, Compare, /mcp/): turns, answers, ratings, export and import.
+
+It knows nothing of Gradio: a page's handler passes the conversation, the settings by name and who is
+asking, and turns a Refused into what its page shows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from config import VERSION, Settings, chat_controls
+from errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
+from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
+from history import to_provider_messages
+from providers.base import ChatBackend, GenerationParams
+from redaction import Redactor
+from relay import Pacer
+from tools import loop
+from tools.hub import ToolHub
+from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
+from workbench.recorder import Recorder
+from workbench.store import LogStore
+
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+CONTROLS = chat_controls()  # the settings each chat changes (config.Settings declares them)
+
+
+class Refused(Exception):
+    """A request the chat does not serve, in one sentence; the conversation stays as it was."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: their session (approvals and ratings belong to it) and address (rate limits)."""
+
+    session: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A conversation read from an export, ready to continue here."""
+
+    history: list[dict]
+    chosen: dict[str, Any]  # each chat setting by name, within its range
+    model: str
+    notice: str | None = None  # what changed on the way in (a model not offered here)
+
+
+class ChatService:
+    """One chat, shared by every page and endpoint of the app; the backend, tools and log are started
+    by the caller, who closes them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: ChatBackend,
+        choices: Sequence[str],
+        hub: ToolHub | None = None,
+        store: LogStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.choices = list(choices)
+        self.hub = hub
+        self.store = store
+        self.configured = {control.name: getattr(settings, control.name) for control in CONTROLS}
+        self.limits = MessageLimits(settings.max_message_chars, settings.max_files, settings.max_attachment_chars)
+        self.redactor = Redactor(settings.secrets)  # replies, tool steps and the log never show a secret
+        self.recorder = Recorder(store)
+        self._per_session = RateLimiter(settings.rate_limit_session)
+        self._per_address = RateLimiter(settings.rate_limit_ip)
+        self._pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
+        self._exchanges = loop.Exchanges()  # tool results this server produced, for later turns
+        self._paused: dict[str, loop.Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
+
+    # -- checks ------------------------------------------------------------------
+    def problem(self, message: dict | str) -> str | None:
+        """Why this message cannot be sent, if it cannot: the message limits."""
+        return message_problem(message, self.limits)
+
+    def not_offered(self, model: str) -> str | None:
+        """Why this model cannot be used, if it cannot (the API can name any model)."""
+        if model in self.choices:
+            return None
+        return f"The model {model} is not offered here: choose one of {', '.join(self.choices)}."
+
+    def too_fast(self, caller: Caller) -> str | None:
+        """Why this message must wait, if it must: the per-session and per-address limits."""
+        if wait := admit((self._per_session, caller.session), (self._per_address, caller.address)):
+            return f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
+        return None
+
+    def chosen(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Each chat setting by name, within its range; one not given at its configured value."""
+        return {c.name: c.clamp(given.get(c.name, self.configured[c.name]), self.settings) for c in CONTROLS}
+
+    # -- replies -----------------------------------------------------------------
+    def _run(self, turn: loop.Turn, sent: list, params: GenerationParams, **resume) -> AsyncIterator:
+        return loop.run(
+            turn,
+            self.backend,
+            sent,
+            params,
+            hub=self.hub,
+            exchanges=self._exchanges,
+            pacer=self._pacer,
+            deadline=self.settings.deadline,
+            max_steps=self.settings.max_steps,
+            **resume,
+        )
+
+    async def turn(
+        self,
+        message: dict | str,
+        history: list[dict],
+        model: str,
+        chosen: Mapping[str, Any],
+        caller: Caller,
+        notify: Callable[[str], None] = lambda _: None,
+    ) -> AsyncIterator[list[dict]]:
+        """Stream the reply to `message` ({"text": ..., "files": [...]}; an option's button sends a str) as
+        the chat's messages, given the conversation. Refused: the conversation stays as it was."""
+        chosen = self.chosen(chosen)
+        if problem := self.problem(message) or self.not_offered(model):
+            raise Refused(problem)
+        if too_fast := self.too_fast(caller):
+            yield refusal(too_fast)  # never sent to the provider, then or with a later message
+            return
+        try:
+            sent = to_provider_messages(
+                chosen["system_prompt"],
+                history,
+                message,
+                images=self.backend.accepts_images,
+                exchanges=self._exchanges,
+            )
+        except (UnreadableAttachment, ImagesNotSupported) as exc:  # refused: sent neither now nor later
+            yield refusal(describe(exc, self.settings, partial=False))
+            return
+        turn = loop.Turn(redactor=self.redactor)
+        waiting = self._paused.pop(caller.session, None)
+        text = message.get("text") if isinstance(message, dict) else message
+        decision = text if waiting and text in (loop.RUN, loop.SKIP) else None
+        try:
+            try:
+                sent, dropped = trim_history(sent, self.settings.max_history_chars)
+                if dropped:
+                    notify(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
+                resume = {"paused": waiting, "decision": decision} if decision else {}  # Run or Skip: go on
+                async for waits in self._run(turn, sent, GenerationParams.of(chosen, model), **resume):
+                    if waits is not None:
+                        self._paused[caller.session] = waits
+                    yield turn.messages()
+                if not (turn.text or turn.waiting):
+                    turn.last.notice = f"The model sent an empty reply. {RETRY}."
+            except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
+                partial = bool(turn.text)
+                turn.fail(describe(exc, self.settings, partial=partial), continuable=isinstance(exc, ReplyCutOff))
+            turn.ended = not turn.waiting
+            yield turn.messages()
+        finally:  # Stop too: the log gets the turn as it ended
+            config = {**self._config(model, chosen).as_dict(), "app_version": VERSION}
+            self.recorder.turn(caller.session, history, message, turn, config)
+
+    async def answer(self, text: str, system_prompt: str = "") -> str:
+        """One message's whole reply, for other agents (/mcp/); ValueError says what went wrong."""
+        if problem := self.problem({"text": text, "files": []}):
+            raise ValueError(problem)
+        turn = loop.Turn(redactor=self.redactor)
+        sent = to_provider_messages(system_prompt or self.settings.system_prompt, [], text)
+        try:
+            async for waits in self._run(turn, sent, GenerationParams.of(self.configured)):
+                if waits is not None:
+                    waiting = "(A tool call needs approval in the chat page, so it did not run.)"
+                    return self.redactor.text(f"{turn.text}\n\n{waiting}".strip())
+        except Exception as exc:
+            raise ValueError(describe(exc, self.settings, partial=bool(turn.text))) from None
+        if not turn.text:
+            raise ValueError(f"The model sent an empty reply. {RETRY}.")
+        return self.redactor.text(turn.text)
+
+    async def compare_side(
+        self, message: str, history: list[dict], model: str, chosen: Mapping[str, Any], caller: Caller
+    ) -> AsyncIterator[loop.Turn]:
+        """One side of a comparison: a reply with its own settings, as the chat's turn (the page shows it)."""
+        if problem := self.problem({"text": message, "files": []}) or self.not_offered(model):
+            raise Refused(problem)
+        if too_fast := self.too_fast(caller):
+            raise Refused(too_fast)
+        chosen = self.chosen(chosen)
+        turn = loop.Turn(redactor=self.redactor)
+        try:
+            sent = to_provider_messages(
+                chosen["system_prompt"], history, message, images=False, exchanges=self._exchanges
+            )
+            async for _ in self._run(turn, sent, GenerationParams.of(chosen, model)):
+                yield turn
+        except Exception as exc:
+            turn.fail(describe(exc, self.settings, partial=bool(turn.text)))
+        turn.ended = not turn.waiting
+        yield turn
+
+    # -- feedback ----------------------------------------------------------------
+    def rate(self, caller: Caller, history: list[dict], index: Any, liked: bool | str) -> bool:
+        """Thumbs up or down on a reply, logged with its turn; False when there is no such turn."""
+        return self.recorder.feedback(caller.session, history, index, liked) is not None
+
+    def comment(self, caller: Caller, text: str) -> bool:
+        """A comment on the caller's last rating; False when there is none to attach it to."""
+        return self.recorder.comment(caller.session, text)
+
+    def vote(self, caller: Caller, message: str, a: dict, b: dict, verdict: str) -> None:
+        if self.store is not None:
+            self.store.add_vote(caller.session, message, a, b, verdict)
+
+    # -- files -------------------------------------------------------------------
+    def _config(self, model: str, chosen: Mapping[str, Any]) -> ChatConfig:
+        return ChatConfig(self.settings.provider, self.settings.base_url, model, dict(chosen))
+
+    def export(self, history: list[dict], model: str, chosen: Mapping[str, Any]) -> tuple[str, str]:
+        """The conversation as Markdown, to read, and JSON, to import again: with its config, never the key."""
+        config = self._config(model, self.chosen(chosen))
+        return to_markdown(history, config), to_json(history, config)
+
+    def load(self, data: bytes) -> Imported:
+        """A conversation exported from this app, to continue; Refused says why a file is not one."""
+        if len(data) > MAX_IMPORT_BYTES:
+            raise Refused(f"The file is over {MAX_IMPORT_BYTES // 2**20} MB; import a chat exported from this app.")
+        try:
+            history, config = from_json(data)
+        except ImportProblem as exc:
+            raise Refused(str(exc)) from None
+        model = config.model if config.model in self.choices else self.settings.model
+        notice = (
+            None
+            if model == config.model
+            else f"{config.model} is not available here, so the chat continues with {model}."
+        )
+        # Each setting within its range; one the file lacks (exported before it existed) at its default.
+        return Imported(history, self.chosen(config.chosen), model, notice)
