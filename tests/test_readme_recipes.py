@@ -140,13 +140,17 @@ def test_a_model_not_offered_is_one_sentence_for_the_client_and_no_traceback_in_
     assert "Traceback" not in "".join(output), "".join(output)
 
 
-def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fake_server: FakeOpenAI):
-    """The README's word_count added as it says, in a copy of the app; a model calls it in a chat."""
-    copy = tmp_path / "app"
+def copy_of_the_app(where: Path) -> Path:
+    copy = where / "app"
     shutil.copytree(
         ROOT, copy, ignore=shutil.ignore_patterns(".git", "tests", "bench", "docs", "__pycache__", ".*cache", ".gradio")
     )
-    (copy / "tests").mkdir()  # the fake provider, from this checkout
+    return copy
+
+
+def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fake_server: FakeOpenAI):
+    """The README's word_count added as it says, in a copy of the app; a model calls it in a chat."""
+    copy = copy_of_the_app(tmp_path)
     tools_file = copy / "tools" / "python_tools.py"
     snippet = readme_snippet("at the end of `tools/python_tools.py`:")
     tools_file.write_text(tools_file.read_text() + "\n\n" + snippet)
@@ -176,14 +180,6 @@ def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fak
     assert "✓ MCP server python: word_count" in check.stdout
 
 
-def copy_of_the_app(where: Path) -> Path:
-    copy = where / "app"
-    shutil.copytree(
-        ROOT, copy, ignore=shutil.ignore_patterns(".git", "tests", "bench", "docs", "__pycache__", ".*cache", ".gradio")
-    )
-    return copy
-
-
 def insert(path: Path, snippet: str, *, before: str = "", after: str = "") -> None:
     text = path.read_text()
     mark = before or after
@@ -200,7 +196,6 @@ def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tm
            before="    model: str | None = None")  # fmt: skip
     insert(copy / "providers" / "openai_compatible.py", readme_snippet("after `top_p=params.top_p,`:"),
            after="            top_p=params.top_p,\n")  # fmt: skip
-    (copy / "tests").mkdir()
     port = free_port()
     env = {**base_env(port), "OPENAI_API_KEY": "sk-recipe", "OPENAI_BASE_URL": fake_server.base_url}
     proc, lines = spawn(env, "--model", "fake-model", "--presence-penalty", "0.5", cwd=copy)
