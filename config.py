@@ -57,6 +57,7 @@ class Flag:
     label: str = ""  # a control in the chat's Model settings, so each chat can change it
     step: float | None = None  # its slider's step
     upper: str = ""  # the setting whose value is its upper bound (max tokens: --max-tokens-limit)
+    on_spaces: str = ""  # its default on Hugging Face Spaces (SPACE_ID set), as a flag's text, where it differs
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class Settings:
             "Proxies whose `X-Forwarded-For` is believed: addresses or CIDR ranges, or `*` "
             "([Behind a proxy](#behind-a-proxy))",
             default_text="`127.0.0.1` (on Spaces, also the private ranges)",
+            on_spaces=f"127.0.0.1,{PRIVATE_RANGES}",  # its proxy reaches the app from a private address
             parse=trusted_proxies,
         ),
     ] = parse_networks("127.0.0.1")
@@ -397,8 +399,8 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p = _Parser(description="A streaming chat app on Gradio.")
     for setting in declared():
         given = env.get(setting.env) if setting.env else None
-        if setting.name == "forwarded_allow_ips" and given is None and env.get("SPACE_ID"):
-            given = f"127.0.0.1,{PRIVATE_RANGES}"  # on Spaces: its proxy too
+        if given is None and setting.flag.on_spaces and env.get("SPACE_ID"):
+            given = setting.flag.on_spaces
         if setting.kind is bool:
             on = (given or "").lower() in ("1", "true", "yes")
             p.add_argument(setting.option, dest=setting.name, action="store_true", default=on, help=setting.help_text())

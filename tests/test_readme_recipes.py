@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,6 +150,22 @@ def copy_of_the_app(where: Path) -> Path:
     return copy
 
 
+@contextlib.contextmanager
+def serving(copy: Path, *flags: str, provider: FakeOpenAI | None = None) -> Iterator[tuple[str, list[str]]]:
+    """The copied app started as a user would, against `provider` or the embedded model; yields its URL and
+    the lines it printed until it served."""
+    port = free_port()
+    remote = {"OPENAI_API_KEY": "sk-recipe", "OPENAI_BASE_URL": provider.base_url} if provider else {}
+    proc, lines = spawn(base_env(port) | remote, *(("--model", "fake-model") if provider else ()), *flags, cwd=copy)
+    seen: list[str] = []
+    try:
+        wait_until_serving(proc, lines, seen)
+        yield f"http://127.0.0.1:{port}/", seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
 def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fake_server: FakeOpenAI):
     """The README's word_count added as it says, in a copy of the app; a model calls it in a chat."""
     copy = copy_of_the_app(tmp_path)
@@ -158,17 +176,9 @@ def test_the_readme_python_tool_recipe_is_offered_and_called(tmp_path: Path, fak
         Reply(text="", tool_calls=[ToolCall("word_count", '{"text": "one two three"}', "w")]),
         Reply(text="Three."),
     )
-    port = free_port()
-    env = {**base_env(port), "OPENAI_API_KEY": "sk-recipe", "OPENAI_BASE_URL": fake_server.base_url}
-    proc, lines = spawn(env, "--model", "fake-model", "--tools", "word_count", cwd=copy)
-    seen: list[str] = []
-    try:
-        wait_until_serving(proc, lines, seen)
+    with serving(copy, "--tools", "word_count", provider=fake_server) as (url, seen):
         assert "  ✓ MCP server python: word_count\n" in seen
-        reply = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(message("Count them"), api_name="/chat")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        reply = Client(url, verbose=False).predict(message("Count them"), api_name="/chat")
     [step] = [m for m in reply if (m.get("metadata") or {}).get("title", "").startswith("Tool: word_count")]
     assert "3 words" in step["content"] and answer_text(reply) == "Three."
     # As the Quick start runs it, with the embedded model: listed, and the model said to take no tools.
@@ -196,20 +206,12 @@ def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tm
            before="    model: str | None = None")  # fmt: skip
     insert(copy / "providers" / "openai_compatible.py", readme_snippet("after `top_p=params.top_p,`:"),
            after="            top_p=params.top_p,\n")  # fmt: skip
-    port = free_port()
-    env = {**base_env(port), "OPENAI_API_KEY": "sk-recipe", "OPENAI_BASE_URL": fake_server.base_url}
-    proc, lines = spawn(env, "--model", "fake-model", "--presence-penalty", "0.5", cwd=copy)
-    seen: list[str] = []
-    try:
-        wait_until_serving(proc, lines, seen)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serving(copy, "--presence-penalty", "0.5", provider=fake_server) as (url, _):
+        client = Client(url, verbose=False)
         client.predict(message={"text": "an existing caller", "files": []}, temperature=0.1, api_name="/chat")
         client.predict(message={"text": "a new one", "files": []}, presence_penalty=-1.0, api_name="/chat")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config") as page:
+        with urllib.request.urlopen(url + "config") as page:
             config = page.read().decode()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     first, second = (request.body for request in fake_server.chat_requests[-2:])
     assert (first["presence_penalty"], first["temperature"]) == (0.5, 0.1)
     assert second["presence_penalty"] == -1.0
@@ -221,15 +223,7 @@ def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tm
     ).stdout  # fmt: skip
     assert "--presence-penalty" in help_text and "CHAT_PRESENCE_PENALTY" in help_text
     # As the Quick start runs it, with the embedded model: llama.cpp's server takes the new parameter.
-    port = free_port()
-    proc, lines = spawn(base_env(port), "--presence-penalty", "0.5", cwd=copy)
-    seen = []
-    try:
-        wait_until_serving(proc, lines, seen)
-        local = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        reply = local.predict(message={"text": "Say hi.", "files": []}, max_tokens=8, api_name="/chat")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with serving(copy, "--presence-penalty", "0.5") as (url, _):
+        reply = Client(url, verbose=False).predict(message("Say hi."), max_tokens=8, api_name="/chat")
     [stats] = [m["metadata"]["log"] for m in reply if (m.get("metadata") or {}).get("title") == "Stats"]
     assert "finish: length" in stats  # it answered, up to the 8 tokens asked for: not an error
