@@ -25,20 +25,21 @@ from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse
 
 import preflight
+from chat.service import CONTROLS, Caller, ChatService, Refused
 from config import VERSION, ConfigError, Declared, Settings, load_settings
-from core.service import CONTROLS, Caller, ChatService, Refused
-from csp import ContentSecurityPolicy, policy
-from exports import private_folder
+from core.turn import Turn
+from pages import mcp_endpoint
+from pages.compare import add_compare_page
+from pages.csp import ContentSecurityPolicy, policy
+from pages.exports import private_folder
+from pages.proxies import client_address
+from pages.refusals import refuse
+from pages.review import add_review_page
+from pages.signin import SignIns
 from providers.registry import create_backend
-from proxies import client_address
-from refusals import refuse
-from tools import chat_server, loop
+from storage.logs import LogStore, database_url, export_jsonl, export_votes, votes_path, where
 from tools.hub import ToolHub
 from tools.python_tools import python_server
-from workbench.compare import add_compare_page
-from workbench.review import add_review_page
-from workbench.signin import SignIns
-from workbench.store import LogStore, database_url, export_jsonl, export_votes, votes_path, where
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
 WORKBENCH_PAGES = ("/review", "/compare")
@@ -149,7 +150,7 @@ def build_app(
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
-    ) -> AsyncIterator[loop.Turn]:
+    ) -> AsyncIterator[Turn]:
         chosen = {"system_prompt": system_prompt, "temperature": temperature}
         try:
             async for turn in service.compare_side(message, history, model, chosen, caller(request)):
@@ -265,8 +266,8 @@ def build_app(
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
     if settings.mcp_server:  # serve() mounts it at /mcp/
-        demo.mcp_lifespan = chat_server.lifespan(
-            chat_server.chat_server(service.answer, VERSION), settings.host, settings.auth
+        demo.mcp_lifespan = mcp_endpoint.lifespan(
+            mcp_endpoint.chat_server(service.answer, VERSION), settings.host, settings.auth
         )
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
     # see their place once a second: Gradio's default re-sends every place each time a reply starts,
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"Port {settings.port} is already in use: stop what listens there, or pass --port N."
             ) from None
         if settings.mcp_server:
-            print(f"MCP endpoint (streamable HTTP) for other agents: {url}{chat_server.PATH.lstrip('/')}/", flush=True)
+            print(f"MCP endpoint (streamable HTTP) for other agents: {url}{mcp_endpoint.PATH.lstrip('/')}/", flush=True)
         demo.block_thread()  # until Ctrl-C, or SIGTERM (which exits through the finally below)
     except ConfigError as exc:
         sys.exit(f"Error: {exc}")

@@ -10,6 +10,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,9 +20,28 @@ from pydantic.fields import FieldInfo
 
 from providers.presets import PRESETS, Preset
 from providers.registry import backend_class, provider_names
-from proxies import PRIVATE_RANGES, Network, parse_networks
 from tools.python_tools import tool_names
 from tools.servers import ServerSpec, load_servers
+
+Network = IPv4Network | IPv6Network
+
+# Hugging Face Spaces' proxy reaches the app from a private address.
+PRIVATE_RANGES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+EVERYWHERE = "0.0.0.0/0,::/0"
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """'127.0.0.1, 10.0.0.0/8' -> networks; '*' trusts every address. ValueError names a bad entry."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    networks = []
+    for item in items:
+        for part in EVERYWHERE.split(",") if item == "*" else [item]:
+            try:
+                networks.append(ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+    return tuple(networks)
+
 
 VERSION = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]["version"]
 DEFAULT_PROVIDER = "local"  # the embedded model: no key, no network
@@ -434,7 +454,7 @@ def log_database(target: str | None) -> str | None:
     """--log-db checked: a SQLite file path whose folder exists, or a postgresql:// URL."""
     if not target:
         return None
-    from workbench.store import database_url  # SQLAlchemy only when logging is on
+    from storage.logs import database_url  # SQLAlchemy only when logging is on
 
     try:
         database_url(target)

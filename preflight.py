@@ -10,13 +10,13 @@ from typing import Literal
 import openai
 
 from config import ConfigError, Settings
-from errors import IncompleteReply, describe
-from providers.base import GenerationParams
+from core.errors import IncompleteReply, describe
+from core.events import GenerationParams
+from core.reply import Reply
 from providers.openai_compatible import TOOLS_REFUSED
 from providers.registry import backend_class, create_backend
-from reply import Reply
+from storage.logs import SCHEMA_VERSION, LogStore, where
 from tools.hub import ToolHub
-from workbench.store import SCHEMA_VERSION, LogStore, where
 
 PROBE = [{"role": "user", "content": "Reply with one word: ready"}]
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from tests.fake_openai import SCRIPTED, numbered_tokens
+from testkit.fake_openai import SCRIPTED, numbered_tokens
 
 
 def echo_app(concurrency: int) -> gr.ChatInterface:

@@ -1,1 +1,1 @@
-"""The chat itself, apart from any page: the service every way in shares."""
+"""The chat itself, knowing nothing of Gradio or pages: prompt building, the turn loop, the reply, the relay, errors."""

@@ -2,75 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, ClassVar
 
-from history import Message
+from core.events import Event, GenerationParams
+from core.history import Message
 
 if TYPE_CHECKING:
     from config import Settings
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Sampling settings; Gradio's sliders and dropdown keep them valid, for the API too. Each is declared
-    in config.Settings (its flag, range and slider) under the same name."""
-
-    temperature: float = 0.7
-    max_tokens: int = 1024
-    top_p: float = 1.0
-    model: str | None = None  # None: the configured model
-    tools: tuple[dict, ...] = ()  # OpenAI-format tools the model may call (only if the backend accepts_tools)
-
-    @classmethod
-    def of(cls, chosen: Mapping[str, Any], model: str | None = None) -> GenerationParams:
-        """The sampling settings among a chat's settings by name (each a field here of the same name)."""
-        names = {item.name for item in fields(cls)}
-        return cls(model=model, **{name: value for name, value in chosen.items() if name in names})
-
-
-@dataclass(frozen=True)
-class Reasoning:
-    """Text the model thinks before answering (shown folded, never sent back)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts as the provider reports them."""
-
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Finish:
-    """How the reply ended: "stop", "length", ... A stream without one is incomplete."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class ToolCallDelta:
-    """A piece of a tool call: the call at `index` gets its id and name first, its JSON arguments in pieces."""
-
-    index: int
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A remark for the reader about how the reply was made (e.g. tools were left out)."""
-
-    text: str
-
-
-# A plain string is answer text.
-Event = str | Reasoning | Usage | Finish | ToolCallDelta | Notice
 
 
 class ChatBackend:
@@ -104,7 +44,7 @@ class ChatBackend:
         ({"type": "text", "text": ...}, {"type": "image_url", ...}) when the user attached
         something. With tools, an assistant message may carry "tool_calls", and "tool"
         messages ({"role": "tool", "tool_call_id": ..., "content": ...}) follow it.
-        Raise errors.ContextTooLong if the conversation does not fit; let provider errors
+        Raise core.errors.ContextTooLong if the conversation does not fit; let provider errors
         propagate.
         """
         raise NotImplementedError

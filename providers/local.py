@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx2
 
 from config import ConfigError, Settings
-from history import Message
-from providers.base import Event, GenerationParams
+from core.events import Event, GenerationParams
+from core.history import Message
 from providers.gguf_header import NotGGUF, read_header
 from providers.openai_compatible import OpenAICompatible
 

@@ -11,8 +11,9 @@ import httpx2
 import openai
 
 from config import Settings
-from history import Message
-from providers.base import ChatBackend, Event, Finish, GenerationParams, Notice, Reasoning, ToolCallDelta, Usage
+from core.events import Event, Finish, GenerationParams, Notice, Reasoning, ToolCallDelta, Usage
+from core.history import Message
+from providers.base import ChatBackend
 
 TOOLS_REFUSED = "This model does not accept tools here, so it answered without them."
 

@@ -5,21 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from testkit.support import remote_settings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from gradio_client import Client
 
-from config import Settings, load_settings
-from tests.fake_openai import FakeOpenAI
-from tests.support import launched, missing
-
-# A made-up key: tests check that it never shows up anywhere a user can see.
-SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
+from testkit.fake_openai import FakeOpenAI
+from testkit.support import launched, missing
 
 
 @pytest.fixture(scope="session")
@@ -39,27 +36,6 @@ def provider_starts_fresh(request: pytest.FixtureRequest) -> None:
 def server(fake_server: FakeOpenAI) -> FakeOpenAI:
     """The loopback provider, reset for this test (provider_starts_fresh)."""
     return fake_server
-
-
-def remote_settings(server: FakeOpenAI, **overrides) -> Settings:
-    """Settings for the openai provider pointed at the loopback server, as a user would configure it.
-
-    Rate limits are off: every test talks from 127.0.0.1, so they would add up across tests."""
-    env = {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": server.base_url}
-    flags = [
-        "--model",
-        "fake-model",
-        "--timeout",
-        "2",
-        "--max-retries",
-        "0",
-        "--rate-limit",
-        "0",
-        "--rate-limit-ip",
-        "0",
-    ]
-    settings = load_settings(flags, env)
-    return replace(settings, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +108,7 @@ def postgres_url() -> Iterator[str]:
         [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "chat", "--auth=trust", "-E", "UTF8"],
         check=True, capture_output=True,
     )  # fmt: skip
-    from tests.support import free_port
+    from testkit.processes import free_port
 
     port = free_port()
     server = subprocess.Popen(

@@ -13,11 +13,10 @@ import pytest
 from gradio_client import Client
 
 from config import load_settings
-from errors import UnreadableAttachment
-from history import to_provider_messages
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI
-from tests.support import answer_text, ask, fn_index, launched, message, png, queue_call
+from core.errors import UnreadableAttachment
+from core.history import to_provider_messages
+from testkit.fake_openai import FakeOpenAI
+from testkit.support import answer_text, ask, fn_index, launched, message, png, queue_call, remote_settings
 
 
 def test_an_image_goes_as_an_image_url_part_and_stays_in_the_conversation(

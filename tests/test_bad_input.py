@@ -11,10 +11,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status
 
-from errors import NOTICE
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, ask, launched, queue_call, submit
+from core.errors import NOTICE
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.support import answer_text, ask, launched, queue_call, remote_settings, submit
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n\t"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SKIP_MISSING
+from testkit.support import SKIP_MISSING
 
 ROOT = Path(__file__).resolve().parent.parent
 

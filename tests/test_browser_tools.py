@@ -1,6 +1,6 @@
 """Tool calls in a real Chromium: steps appear and fold, Stop mid-tool, approval, a follow-up.
 
-Uses the browser and helpers of test_browser.py; MCP servers: tests/mcp_tools_server.py twice
+Uses the browser and chat tab of testkit/browser.py; MCP servers: testkit/mcp_tools_server.py twice
 (one needing approval) and the reference mcp-server-time.
 """
 
@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import launched
-from tests.test_browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
-from tests.test_tools import stdio_server, wait_for_line
+from testkit.browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.support import launched, remote_settings, stdio_server, wait_for_line
 from tools.hub import ToolHub
 from tools.servers import ServerSpec
 
@@ -61,13 +59,13 @@ def open_tab(chromium, url: str) -> Iterator[Chat]:
 
 
 @pytest.fixture
-def chat(browser, tools_url: str, server: FakeOpenAI, tool_log: Path) -> Iterator[Chat]:  # noqa: F811
+def chat(browser, tools_url: str, server: FakeOpenAI, tool_log: Path) -> Iterator[Chat]:
     tool_log.write_text("")
     yield from open_tab(browser, tools_url)
 
 
 @pytest.fixture
-def time_chat(browser, time_url: str, server: FakeOpenAI) -> Iterator[Chat]:  # noqa: F811
+def time_chat(browser, time_url: str, server: FakeOpenAI) -> Iterator[Chat]:
     yield from open_tab(browser, time_url)
 
 
@@ -82,7 +80,7 @@ def wait_until_done(chat: Chat) -> None:
 def test_steps_appear_fold_and_open_and_a_follow_up_carries_the_result(
     time_chat: Chat,
     server: FakeOpenAI,
-    screenshots: Path,  # noqa: F811
+    screenshots: Path,
 ):
     chat = time_chat
     tools_line = chat.page.locator("p", has_text="Tools this chat can use:")

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import launched
-from tests.test_browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
-from workbench.compare import STOPPED
-from workbench.store import LogStore, database_url
+from pages.compare import STOPPED
+from storage.logs import LogStore, database_url
+from testkit.browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.support import launched, remote_settings
 
 SLOW = Reply(text=" ".join(f"word{i}" for i in range(100)), delay=0.05)  # 5 s
 
@@ -30,7 +29,7 @@ def workbench(fake_server: FakeOpenAI, tmp_path_factory) -> Iterator[tuple[str, 
 
 
 @pytest.fixture
-def tab(browser, workbench, server: FakeOpenAI) -> Iterator[Chat]:  # noqa: F811
+def tab(browser, workbench, server: FakeOpenAI) -> Iterator[Chat]:
     chat = Chat(browser, workbench[0])
     yield chat
     chat.close()
@@ -66,7 +65,7 @@ def test_the_review_page_needs_its_login_filters_and_opens_a_conversation(
     tab: Chat,
     workbench,
     server: FakeOpenAI,
-    screenshots: Path,  # noqa: F811
+    screenshots: Path,
 ):
     url, store = workbench
     tab.send("Where is Lisbon?")
@@ -122,7 +121,7 @@ def test_the_review_page_needs_its_login_filters_and_opens_a_conversation(
     expect(page.get_by_role("button", name="Search")).to_be_hidden()
 
 
-def test_compare_streams_both_sides_at_once_and_stop_ends_one(tab: Chat, workbench, server: FakeOpenAI, screenshots):  # noqa: F811
+def test_compare_streams_both_sides_at_once_and_stop_ends_one(tab: Chat, workbench, server: FakeOpenAI, screenshots):
     url, store = workbench
     server.default = SLOW
     page = tab.page

@@ -7,9 +7,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.conftest import SENTINEL_KEY, remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, ask, launched, submit
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.support import SENTINEL_KEY, answer_text, ask, launched, remote_settings, submit
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(40))
 

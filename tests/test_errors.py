@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from config import load_settings
-from errors import NOTICE, ContextTooLong, describe, with_notice, without_notice
+from core.errors import NOTICE, ContextTooLong, describe, with_notice, without_notice
 
 KEY = "sk-unit-SECRET-key-000"
 SETTINGS = load_settings(["--provider", "groq", "--model", "m1"], {"GROQ_API_KEY": KEY})

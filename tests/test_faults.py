@@ -6,12 +6,12 @@ import asyncio
 import pytest
 from gradio_client import Client
 
-from errors import NOTICE
-from providers.base import GenerationParams
+from core.errors import NOTICE
+from core.events import GenerationParams
 from providers.openai_compatible import OpenAICompatible
-from tests.conftest import SENTINEL_KEY, remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import ask, free_port, launched
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.processes import free_port
+from testkit.support import SENTINEL_KEY, ask, launched, remote_settings
 
 PARTIAL = "The first three"  # what the server sends before a mid-stream fault
 BEFORE_FAULT = dict(text=PARTIAL + " words and then more", fault_after=3)

@@ -1,6 +1,6 @@
 """Input limits, history trimming and rate limiting, as units."""
 
-from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
+from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
 
 
 def test_empty_and_whitespace_messages_are_refused_gently():

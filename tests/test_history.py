@@ -2,8 +2,8 @@
 
 import gradio as gr
 
-from errors import with_notice
-from history import IMAGE_SIZE, size_of, text_of, to_provider_messages
+from core.errors import with_notice
+from core.history import IMAGE_SIZE, size_of, text_of, to_provider_messages
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 
@@ -112,7 +112,7 @@ def test_an_image_counts_a_fixed_size_against_the_history_limit_not_its_base64_l
 
 
 def test_a_refused_message_is_never_sent_with_a_later_one():
-    from errors import refusal
+    from core.errors import refusal
 
     history = [
         {"role": "user", "content": "one"},

@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 from gradio_client import Client
 
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, free_port, launched, rss_mb, submit
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.processes import free_port, rss_mb
+from testkit.support import answer_text, launched, remote_settings, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, SECONDS = 64, 60.0

@@ -14,10 +14,11 @@ import pytest
 from gradio_client import Client
 
 from config import load_settings
-from errors import NOTICE
-from providers.base import Finish, GenerationParams, Usage
+from core.errors import NOTICE
+from core.events import Finish, GenerationParams, Usage
 from providers.local import LocalModel
-from tests.support import answer_text, free_port, launched, submit
+from testkit.processes import free_port
+from testkit.support import answer_text, launched, submit
 
 SHORT = GenerationParams(temperature=0.0, max_tokens=48)
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,12 +21,11 @@ import sqlalchemy as sa
 from gradio_client import Client
 
 from config import ConfigError, load_settings
-from tests.conftest import SENTINEL_KEY, remote_settings
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import ask, free_port, launched, submit
-from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
-from workbench.recorder import Recorder
-from workbench.store import SCHEMA_VERSION, LogStore, database_url, metadata, now, turns, votes, where
+from storage.logs import SCHEMA_VERSION, LogStore, database_url, metadata, now, turns, votes, where
+from storage.recorder import Recorder
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY, ask, launched, remote_settings, submit
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -105,7 +104,7 @@ def test_a_stopped_turn_is_logged_as_stopped_with_its_partial_reply(logged_app, 
 
 
 def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path, log_target: str):
-    from tests.test_tools import stdio_server
+    from testkit.support import stdio_server
     from tools.hub import ToolHub
 
     fake_server.reset()
@@ -133,8 +132,8 @@ def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path, log_targ
 def test_feedback_rates_only_turns_of_the_session_that_sends_it(log_target: str):
     """The like event maps a message index to a turn through the sender's own session (Gradio's session
     hash, which the API and the browser send); another session's index rates nothing."""
-    from reply import Reply as ShownReply
-    from tools.loop import Step, Turn
+    from core.reply import Reply as ShownReply
+    from core.turn import Step, Turn
 
     store = LogStore(database_url(log_target)).open()
     recorder = Recorder(store)
@@ -346,7 +345,7 @@ def test_the_page_says_conversations_are_recorded(logged_app):
 
 
 def test_review_shows_tool_arguments_and_results_as_text_not_html():
-    from workbench.review import conversation_messages
+    from pages.review import conversation_messages
 
     form = "<form action='http://other.example/steal'><button>Go</button></form>"
     turn = {
@@ -409,7 +408,7 @@ class Relay:
 def test_a_postgresql_outage_loses_no_turn_and_the_review_page_says_the_database_is_unreachable(
     postgres_url: str, fake_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ):
-    from workbench.review import reading
+    from pages.review import reading
 
     engine = sa.create_engine(database_url(postgres_url))
     with engine.begin() as connection:

@@ -10,9 +10,8 @@ from gradio_client.exceptions import AppError
 
 import preflight
 from app import model_choices
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI
-from tests.support import ask, launched
+from testkit.fake_openai import FakeOpenAI
+from testkit.support import ask, launched, remote_settings
 
 
 def listed(server: FakeOpenAI, **overrides) -> tuple:

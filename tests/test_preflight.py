@@ -7,10 +7,9 @@ import sys
 
 import pytest
 
-from tests.conftest import SENTINEL_KEY
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import free_port
-from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY
 
 
 def check(server: FakeOpenAI | None, *flags: str, base_url: str | None = None) -> tuple[int, str]:

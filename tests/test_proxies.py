@@ -8,12 +8,11 @@ import uuid
 import httpx
 import pytest
 
-from config import ConfigError, load_settings
-from proxies import client_address, parse_networks
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI
-from tests.support import free_port, launched
-from tests.test_startup import base_env, spawn, wait_until_serving
+from config import ConfigError, load_settings, parse_networks
+from pages.proxies import client_address
+from testkit.fake_openai import FakeOpenAI
+from testkit.processes import base_env, free_port, spawn, wait_until_serving
+from testkit.support import launched, remote_settings
 
 TOO_FAST = "faster than this demo allows"
 

@@ -12,9 +12,8 @@ from gradio_client import Client
 
 from app import tool_hub
 from config import ConfigError, load_settings
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import answer_text, launched, submit
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.support import answer_text, launched, remote_settings, submit
 from tools.hub import ToolHub
 from tools.python_tools import calculate, python_server, tool_names
 

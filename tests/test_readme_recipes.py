@@ -20,9 +20,9 @@ from gradio_client.exceptions import AppError
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import answer_text, free_port, launched, message
-from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
+from testkit.support import answer_text, launched, message
 
 
 def readme_snippet(after: str) -> str:
@@ -202,7 +202,7 @@ def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tm
     copy = copy_of_the_app(tmp_path)
     insert(copy / "config.py", readme_snippet("Declare it in `Settings`, right before `gguf_path`:"),
            before="    gguf_path: Annotated[")  # fmt: skip
-    insert(copy / "providers" / "base.py", readme_snippet("(`providers/base.py`), right before `model`:"),
+    insert(copy / "core" / "events.py", readme_snippet("(`core/events.py`), right before `model`:"),
            before="    model: str | None = None")  # fmt: skip
     insert(copy / "providers" / "openai_compatible.py", readme_snippet("after `top_p=params.top_p,`:"),
            after="            top_p=params.top_p,\n")  # fmt: skip

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from errors import DeadlineExceeded
-from relay import Pacer, coalesce
-from reply import Reply
+from core.errors import DeadlineExceeded
+from core.relay import Pacer, coalesce
+from core.reply import Reply
 
 
 def run(coro):

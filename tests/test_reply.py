@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from history import to_provider_messages
-from providers.base import Finish, Reasoning, Usage
-from reply import CONTINUE, STATS, THINKING, Reply, ThinkTags, estimate_tokens, messages, stats
+from core.events import Finish, Reasoning, Usage
+from core.history import to_provider_messages
+from core.reply import CONTINUE, STATS, THINKING, Reply, ThinkTags, estimate_tokens, messages, stats
 
 
 def split(*chunks: str) -> tuple[str, str]:

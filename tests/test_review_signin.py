@@ -14,12 +14,11 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI
-from tests.support import ask, launched
-from workbench.review import LOCKED
-from workbench.signin import COOKIE, FREE_FAILURES, LIFETIME_SECONDS, WRONG, SignIns
-from workbench.store import LogStore, database_url
+from pages.review import LOCKED
+from pages.signin import COOKIE, FREE_FAILURES, LIFETIME_SECONDS, WRONG, SignIns
+from storage.logs import LogStore, database_url
+from testkit.fake_openai import FakeOpenAI
+from testkit.support import ask, launched, remote_settings
 
 LOGIN = ("lead", "pw-review-7")
 
@@ -124,7 +123,7 @@ def test_the_wait_doubles_with_each_failure_and_a_sign_in_expires():
 
 
 def test_a_chat_export_is_private_and_deleted_soon(tmp_path: Path):
-    from exports import private_folder
+    from pages.exports import private_folder
 
     folder = private_folder("chat-export-", seconds=0.3)
     (folder / "chat.json").write_text("{}")

@@ -7,10 +7,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 
-from tests.conftest import SENTINEL_KEY
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import ask, free_port
-from tests.test_startup import base_env, spawn, wait_until_serving
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.processes import base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY, ask
 
 
 @contextlib.contextmanager
@@ -72,7 +71,7 @@ def test_login_is_required_when_auth_is_set(fake_server: FakeOpenAI):
 
 
 def test_a_secret_split_across_chunks_is_never_shown_even_in_part():
-    from redaction import Redactor
+    from core.redaction import Redactor
 
     redactor = Redactor(["sk-test-SENTINEL-0123456789abcdef", "pw-review-1"])
     assert redactor.text("key: sk-test-SENT", streaming=True) == "key: "  # could be the key: held back
@@ -86,9 +85,8 @@ def test_a_reply_that_echoes_a_secret_shows_it_nowhere(fake_server: FakeOpenAI, 
     show [redacted], even where the key arrives in two pieces."""
     from dataclasses import replace
 
-    from tests.conftest import remote_settings
-    from tests.support import answer_text, launched, submit
-    from workbench.store import LogStore, database_url
+    from storage.logs import LogStore, database_url
+    from testkit.support import answer_text, launched, remote_settings, submit
 
     target = str(tmp_path / "chats.db")
     settings = replace(remote_settings(fake_server, log_db=target), review_auth=(("lead", "pw-review-1"),))

@@ -9,11 +9,10 @@ import re
 
 import pytest
 
-from core.service import Caller, ChatService, Refused
+from chat.service import Caller, ChatService, Refused
 from providers.registry import create_backend
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.support import answer_text, remote_settings
 
 ME = Caller("session-1", "127.0.0.1")
 

@@ -9,7 +9,7 @@ import httpx2
 import openai
 import pytest
 
-from providers.base import Finish, Reasoning, Usage
+from core.events import Finish, Reasoning, Usage
 from providers.openai_compatible import events
 
 

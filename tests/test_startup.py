@@ -1,14 +1,11 @@
 """`python app.py` as a user runs it: the startup line, then a working chat."""
 
-import contextlib
 import json
-import os
 import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,44 +13,9 @@ import pytest
 from gradio_client import Client
 
 from providers.local import default_gguf
-from tests.conftest import SENTINEL_KEY
-from tests.fake_openai import FakeOpenAI
-from tests.support import ask, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def spawn(env: dict[str, str], *flags: str, cwd: Path = ROOT) -> tuple[subprocess.Popen, queue.Queue[str]]:
-    """Start `python app.py`; its output lines arrive on the queue."""
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", *flags],
-        cwd=cwd,
-        env=env | {"PYTHONUNBUFFERED": "1"},  # a pipe is block-buffered otherwise
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    return proc, lines
-
-
-def wait_until_serving(proc: subprocess.Popen, lines: queue.Queue[str], seen: list[str]) -> None:
-    deadline = time.monotonic() + 60
-    while not any("Running on local URL" in line for line in seen):
-        assert time.monotonic() < deadline and proc.poll() is None, "".join(seen)
-        with contextlib.suppress(queue.Empty):
-            seen.append(lines.get(timeout=1))
-
-
-def base_env(port: int) -> dict[str, str]:
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_SERVER_PORT": str(port),
-    }
+from testkit.fake_openai import FakeOpenAI
+from testkit.processes import base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY, ask
 
 
 @pytest.mark.parametrize("provider", ["openai-compatible", "local"])

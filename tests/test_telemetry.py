@@ -7,10 +7,9 @@ import re
 import pytest
 from gradio_client import Client
 
-from reply import CONTINUE, STATS, THINKING
-from tests.conftest import remote_settings
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import answer_text, launched, message
+from core.reply import CONTINUE, STATS, THINKING
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.support import answer_text, launched, message, remote_settings
 
 
 def titled(messages: list[dict], title: str) -> list[dict]:

@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.conftest import SENTINEL_KEY, remote_settings
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import answer_text, free_port, launched
-from tests.test_startup import ROOT, base_env, spawn, wait_until_serving
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY, answer_text, launched, remote_settings
 from tools.hub import ToolHub
 from tools.servers import load_servers
 
@@ -89,11 +88,11 @@ def test_a_file_that_is_not_an_mcp_servers_file(tmp_path: Path):
 
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[str]:
-    """tests/mcp_tools_server.py over streamable HTTP on loopback, requiring a token."""
+    """testkit/mcp_tools_server.py over streamable HTTP on loopback, requiring a token."""
     port = free_port()
     env = {**os.environ, "MCP_TEST_TOKEN": TOKEN, "MCP_TEST_LOG": str(tmp_path / "http.log")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.mcp_tools_server", "--http", "--port", str(port)],
+        [sys.executable, "-m", "testkit.mcp_tools_server", "--http", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -1,5 +1,5 @@
 """Tool calls through MCP servers, driven through gradio_client: the loopback provider scripts the
-model's tool calls, and tests/mcp_tools_server.py (the official SDK, over stdio) runs them."""
+model's tool calls, and testkit/mcp_tools_server.py (the official SDK, over stdio) runs them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,28 +14,21 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.conftest import SENTINEL_KEY, remote_settings
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.support import answer_text, launched, submit
-from tools.hub import ToolHub, ToolResult
-from tools.loop import DECLINED, RUN, SKIP
-from tools.servers import ServerSpec
+from core.turn import DECLINED, RUN, SKIP, ToolResult
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.support import (
+    SENTINEL_KEY,
+    TOOL_SECRET,
+    answer_text,
+    launched,
+    remote_settings,
+    stdio_server,
+    submit,
+    wait_for_line,
+)
+from tools.hub import ToolHub
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOL_SECRET = "tool-secret-0123456789"
-
-
-def stdio_server(log: Path, name: str = "test", approve: bool = False) -> ServerSpec:
-    env = {"MCP_TEST_LOG": str(log), "TEST_SECRET": TOOL_SECRET}
-    return ServerSpec(
-        name,
-        command=sys.executable,
-        args=("-m", "tests.mcp_tools_server"),
-        cwd=str(ROOT),
-        env=env,
-        approve=approve,
-        secrets=(TOOL_SECRET,),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +69,6 @@ def send(client: Client, text: str) -> tuple[list[list[dict]], list[dict]]:
     job = submit(client, text)
     updates = list(job)
     return updates, job.result()
-
-
-def wait_for_line(log: Path, line: str, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if line in log.read_text().splitlines():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_tool_call_shows_as_a_step_and_its_result_goes_back_to_the_model(chat: Client, server: FakeOpenAI):

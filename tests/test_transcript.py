@@ -9,9 +9,8 @@ import pytest
 from gradio_client import Client, handle_file
 
 from config import VERSION
-from tests.conftest import SENTINEL_KEY
-from tests.fake_openai import FakeOpenAI, Reply
-from tests.support import ask
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.support import SENTINEL_KEY, ask
 
 SETTINGS = ("You are a pirate.", 0.4, 300, 0.9, "fake-model")
 

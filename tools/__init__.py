@@ -1,1 +1,1 @@
-"""Tools from MCP servers: their configuration, the connections to them, and the multi-step tool loop."""
+"""Tools for the model: MCP servers (their configuration, connections, stdio transport) and Python-function tools."""

@@ -22,7 +22,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from redaction import Redactor
+from core.redaction import Redactor
+from core.turn import ToolResult
 from tools.servers import ServerSpec
 from tools.stdio import stdio_transport
 
@@ -48,15 +49,6 @@ class Tool:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.schema},
         }
-
-
-@dataclass
-class ToolResult:
-    """What a call gave back: text for the model and the reader; is_error when it failed."""
-
-    text: str
-    is_error: bool = False
-    seconds: float = 0.0
 
 
 @dataclass
@@ -305,6 +297,9 @@ class ToolHub:
 
     def find(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
+
+    def needs_approval(self, name: str) -> bool:
+        return bool((tool := self.find(name)) and tool.approve)
 
     def redact(self, text: str) -> str:
         return self._redactor.text(text)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
-import random
-import socket
 import struct
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+
+from config import Settings, load_settings
+from testkit.fake_openai import FakeOpenAI
+from testkit.processes import ROOT
+from tools.servers import ServerSpec
 
 SKIP_MISSING = "CHAT_TESTS_SKIP_MISSING"  # =1: skip the areas whose parts are not installed
 
@@ -24,38 +30,9 @@ def missing(reason: str) -> None:
     pytest.fail(f"{reason} (or set {SKIP_MISSING}=1 to skip these tests)")
 
 
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, for a server that binds it itself.
-
-    Taken below the kernel's ephemeral range, so that no socket bound to port 0 (every client
-    connection, every other test's server) can be given it between now and its use; and never
-    the same one twice in a run."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    while True:
-        port = random.randrange(20_000, low)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-
-
-def rss_mb(pid: int) -> float:
-    """A process's resident set size, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
-
-
 @contextmanager
 def launched(settings, models: tuple[str, ...] | list[str] = (), hub=None, store=None) -> Iterator[str]:
-    """The app built from these settings (with a started tools.hub.ToolHub and workbench.store.LogStore,
+    """The app built from these settings (with a started tools.hub.ToolHub and storage.logs.LogStore,
     if given), served on loopback for the block; yields its URL."""
     from app import build_app, serve  # here, so that the benchmark can use this module without loading Gradio
 
@@ -129,3 +106,53 @@ def fn_index(url: str, api_name: str) -> int:
 
     config = httpx.get(url + "config", timeout=10).json()
     return next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+
+
+# A made-up key: tests check that it never shows up anywhere a user can see.
+SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
+
+
+def remote_settings(server: FakeOpenAI, **overrides) -> Settings:
+    """Settings for the openai provider pointed at the loopback server, as a user would configure it.
+
+    Rate limits are off: every test talks from 127.0.0.1, so they would add up across tests."""
+    env = {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": server.base_url}
+    flags = [
+        "--model",
+        "fake-model",
+        "--timeout",
+        "2",
+        "--max-retries",
+        "0",
+        "--rate-limit",
+        "0",
+        "--rate-limit-ip",
+        "0",
+    ]
+    settings = load_settings(flags, env)
+    return replace(settings, **overrides)
+
+
+TOOL_SECRET = "tool-secret-0123456789"
+
+
+def stdio_server(log: Path, name: str = "test", approve: bool = False) -> ServerSpec:
+    env = {"MCP_TEST_LOG": str(log), "TEST_SECRET": TOOL_SECRET}
+    return ServerSpec(
+        name,
+        command=sys.executable,
+        args=("-m", "testkit.mcp_tools_server"),
+        cwd=str(ROOT),
+        env=env,
+        approve=approve,
+        secrets=(TOOL_SECRET,),
+    )
+
+
+def wait_for_line(log: Path, line: str, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if line in log.read_text().splitlines():
+            return True
+        time.sleep(0.02)
+    return False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
-from attachments import is_image, is_uploaded, read_part
-from errors import REFUSED, ImagesNotSupported, UnreadableAttachment, without_notice
+from core.attachments import is_image, is_uploaded, read_part
+from core.errors import REFUSED, ImagesNotSupported, UnreadableAttachment, without_notice
 
 IMAGE_SIZE = 1000  # what an image counts for against the history limit, in characters
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import gradio as gr
 
-from errors import with_notice
-from history import text_of
-from refusals import refuse
-from tools.loop import Turn
+from core.errors import with_notice
+from core.history import text_of
+from core.turn import Turn
+from pages.refusals import refuse
 
 # (message, history, model, system prompt, temperature, request) -> the turn, each time it changed
 Stream = Callable[[str, list[dict], str, str, float, gr.Request], AsyncIterator[Turn]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from errors import IncompleteReply, ReplyCutOff, with_notice
-from providers.base import Event, Finish, Notice, Reasoning, ToolCallDelta, Usage
+from core.errors import IncompleteReply, ReplyCutOff, with_notice
+from core.events import Event, Finish, Notice, Reasoning, ToolCallDelta, Usage
 
 THINKING = "Thinking"
 STATS = "Stats"
@@ -171,7 +171,7 @@ def messages(reply: Reply, *, footer: bool = True) -> list[dict]:
     """The reply as Gradio chat messages: thinking (folded), the answer, then (with the
     footer) its stats and a Continue button if it was cut off.
 
-    Titled messages are for the reader: history.py never sends them back to the model.
+    Titled messages are for the reader: core/history.py never sends them back to the model.
     """
     shown: list[dict] = []
     if reply.reasoning:

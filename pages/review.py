@@ -12,11 +12,12 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from proxies import Network, client_address
-from refusals import refuse
-from tools.loop import fenced, pretty
-from workbench.signin import COOKIE, SignIns
-from workbench.store import LogStore, turn_lines, vote_lines
+from config import Network
+from core.turn import fenced, pretty
+from pages.proxies import client_address
+from pages.refusals import refuse
+from pages.signin import COOKIE, SignIns
+from storage.logs import LogStore, turn_lines, vote_lines
 
 ANY_MODEL = "Any model"
 RATINGS = {1: "thumbs up", -1: "thumbs down", None: ""}

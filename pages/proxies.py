@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import ip_address
 
-Network = IPv4Network | IPv6Network
-
-# Hugging Face Spaces' proxy reaches the app from a private address.
-PRIVATE_RANGES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
-EVERYWHERE = "0.0.0.0/0,::/0"
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """'127.0.0.1, 10.0.0.0/8' -> networks; '*' trusts every address. ValueError names a bad entry."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    networks = []
-    for item in items:
-        for part in EVERYWHERE.split(",") if item == "*" else [item]:
-            try:
-                networks.append(ip_network(part, strict=False))
-            except ValueError:
-                raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
-    return tuple(networks)
+from config import Network
 
 
 def is_trusted(address: str, proxies: tuple[Network, ...]) -> bool:

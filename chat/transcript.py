@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from config import VERSION, chat_controls
-from history import files_of, text_of
-from reply import STATS
+from core.history import files_of, text_of
+from core.reply import STATS
 
 FORMAT = "gradio-stream-chat"
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from history import files_of, text_of
-from tools.loop import Turn
-from workbench.store import LogStore, TurnRecord, now
+from core.history import files_of, text_of
+from core.turn import Turn
+from storage.logs import LogStore, TurnRecord, now
 
 MAX_SESSIONS = 10_000  # sessions whose turns can still be rated; the oldest are forgotten first
 

@@ -4,7 +4,7 @@ It speaks real HTTP/1.1 with keep-alive and Server-Sent Events, so the `openai`
 SDK talks to it exactly as it would to a provider. It records every request,
 notices the moment a client closes a stream early, and injects faults.
 
-Run alone (for benchmarks or a manual try):  python -m tests.fake_openai --port 8911
+Run alone (for benchmarks or a manual try):  python -m testkit.fake_openai --port 8911
 
 Scripted by message: a last user message "bench:N:MS" gets N numbered tokens ("w0 w1 ..."),
 one every MS milliseconds. "tools:STEPS:N:MS:TOOL_MS" makes a turn of STEPS steps: each but the

@@ -1,8 +1,8 @@
 """An MCP server for the tool tests, written with the official SDK: tools that echo, sleep, raise,
 answer with an error, return huge output, write garbage to stdout, leak a secret, and die.
 
-    python -m tests.mcp_tools_server                      # over stdio
-    python -m tests.mcp_tools_server --http --port 8912   # streamable HTTP at http://127.0.0.1:8912/mcp
+    python -m testkit.mcp_tools_server                      # over stdio
+    python -m testkit.mcp_tools_server --http --port 8912   # streamable HTTP at http://127.0.0.1:8912/mcp
 
 Over HTTP with MCP_TEST_TOKEN set, a request without "Authorization: Bearer <token>" gets 401.
 

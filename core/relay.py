@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from errors import DeadlineExceeded
-from providers.base import Event
-from reply import Reply
+from core.errors import DeadlineExceeded
+from core.events import Event
+from core.reply import Reply
 
 UPDATES_PER_SECOND = 100.0
 

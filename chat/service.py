@@ -10,18 +10,19 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chat.transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 from config import VERSION, Settings, chat_controls
-from errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
-from guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
-from history import to_provider_messages
-from providers.base import ChatBackend, GenerationParams
-from redaction import Redactor
-from relay import Pacer
-from tools import loop
+from core.errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
+from core.events import GenerationParams
+from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
+from core.history import to_provider_messages
+from core.redaction import Redactor
+from core.relay import Pacer
+from core.turn import RUN, SKIP, Exchanges, Paused, Turn, run_turn
+from providers.base import ChatBackend
+from storage.logs import LogStore
+from storage.recorder import Recorder
 from tools.hub import ToolHub
-from transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
-from workbench.recorder import Recorder
-from workbench.store import LogStore
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 CONTROLS = chat_controls()  # the settings each chat changes (config.Settings declares them)
@@ -73,8 +74,8 @@ class ChatService:
         self._per_session = RateLimiter(settings.rate_limit_session)
         self._per_address = RateLimiter(settings.rate_limit_ip)
         self._pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
-        self._exchanges = loop.Exchanges()  # tool results this server produced, for later turns
-        self._paused: dict[str, loop.Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
+        self._exchanges = Exchanges()  # tool results this server produced, for later turns
+        self._paused: dict[str, Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
 
     # -- checks ------------------------------------------------------------------
     def problem(self, message: dict | str) -> str | None:
@@ -98,8 +99,8 @@ class ChatService:
         return {c.name: c.clamp(given.get(c.name, self.configured[c.name]), self.settings) for c in CONTROLS}
 
     # -- replies -----------------------------------------------------------------
-    def _run(self, turn: loop.Turn, sent: list, params: GenerationParams, **resume) -> AsyncIterator:
-        return loop.run(
+    def _run(self, turn: Turn, sent: list, params: GenerationParams, **resume) -> AsyncIterator:
+        return run_turn(
             turn,
             self.backend,
             sent,
@@ -140,10 +141,10 @@ class ChatService:
         except (UnreadableAttachment, ImagesNotSupported) as exc:  # refused: sent neither now nor later
             yield refusal(describe(exc, self.settings, partial=False))
             return
-        turn = loop.Turn(redactor=self.redactor)
+        turn = Turn(redactor=self.redactor)
         waiting = self._paused.pop(caller.session, None)
         text = message.get("text") if isinstance(message, dict) else message
-        decision = text if waiting and text in (loop.RUN, loop.SKIP) else None
+        decision = text if waiting and text in (RUN, SKIP) else None
         try:
             try:
                 sent, dropped = trim_history(sent, self.settings.max_history_chars)
@@ -169,7 +170,7 @@ class ChatService:
         """One message's whole reply, for other agents (/mcp/); ValueError says what went wrong."""
         if problem := self.problem({"text": text, "files": []}):
             raise ValueError(problem)
-        turn = loop.Turn(redactor=self.redactor)
+        turn = Turn(redactor=self.redactor)
         sent = to_provider_messages(system_prompt or self.settings.system_prompt, [], text)
         try:
             async for waits in self._run(turn, sent, GenerationParams.of(self.configured)):
@@ -184,14 +185,14 @@ class ChatService:
 
     async def compare_side(
         self, message: str, history: list[dict], model: str, chosen: Mapping[str, Any], caller: Caller
-    ) -> AsyncIterator[loop.Turn]:
+    ) -> AsyncIterator[Turn]:
         """One side of a comparison: a reply with its own settings, as the chat's turn (the page shows it)."""
         if problem := self.problem({"text": message, "files": []}) or self.not_offered(model):
             raise Refused(problem)
         if too_fast := self.too_fast(caller):
             raise Refused(too_fast)
         chosen = self.chosen(chosen)
-        turn = loop.Turn(redactor=self.redactor)
+        turn = Turn(redactor=self.redactor)
         try:
             sent = to_provider_messages(
                 chosen["system_prompt"], history, message, images=False, exchanges=self._exchanges

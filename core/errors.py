@@ -2,7 +2,7 @@
 
 A failed reply keeps whatever text arrived and ends with one notice line:
 "⚠️ <what happened>. <what to do>." The notice is for the person reading, so
-history.py strips it before the conversation goes back to the provider.
+core/history.py strips it before the conversation goes back to the provider.
 """
 
 from __future__ import annotations
@@ -10,16 +10,29 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from typing import Protocol
 
 import httpx2
 import openai
 
-from config import Settings
-from redaction import Redactor
+from core.redaction import Redactor
 
 NOTICE = "⚠️ "
 _SEPARATOR = "\n\n"
 log = logging.getLogger("chat")
+
+
+class Setup(Protocol):
+    """What a message about a failure names of the app's setup (config.Settings is one)."""
+
+    model: str
+    base_url: str | None
+    key_env: str | None
+    deadline: float
+    timeout: float
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
 
 
 class ReplyError(Exception):
@@ -59,7 +72,7 @@ REFUSED = "refused"  # the metadata id of a notice answering a message the app r
 
 def refusal(notice: str) -> list[dict]:
     """The chat's answer to a message it refused (the rate limit, an attachment it cannot read): the notice,
-    marked, so that history.py never sends the refused message to the provider, then or later."""
+    marked, so that core/history.py never sends the refused message to the provider, then or later."""
     return [{"role": "assistant", "content": with_notice("", notice), "metadata": {"id": REFUSED}}]
 
 
@@ -104,7 +117,7 @@ def _is_context_error(exc: openai.APIStatusError) -> bool:
     )
 
 
-def describe(exc: BaseException, settings: Settings, *, partial: bool) -> str:
+def describe(exc: BaseException, settings: Setup, *, partial: bool) -> str:
     """What happened and what to do, in a sentence or two; never the key."""
     what, todo = _describe(exc, settings)
     incomplete = " The reply above is incomplete." if partial and not isinstance(exc, ReplyCutOff) else ""
@@ -114,7 +127,7 @@ def describe(exc: BaseException, settings: Settings, *, partial: bool) -> str:
 RETRY = "Press retry to try again"
 
 
-def _describe(exc: BaseException, s: Settings) -> tuple[str, str]:
+def _describe(exc: BaseException, s: Setup) -> tuple[str, str]:
     match exc:
         case ReplyCutOff():
             return (

@@ -7,8 +7,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from attachments import is_image
-from history import Message, size_of
+from core.attachments import is_image
+from core.history import Message, size_of
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,48 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, Protocol
 
-from errors import with_notice
-from history import Message
-from providers.base import ChatBackend, GenerationParams
-from redaction import NO_SECRETS, Redactor
-from relay import Pacer, coalesce
-from reply import CONTINUE, STATS, Reply, estimate_tokens, stats
-from reply import messages as reply_messages
-from tools.hub import ToolHub, ToolResult
+from core.errors import with_notice
+from core.events import Event, GenerationParams
+from core.history import Message
+from core.redaction import NO_SECRETS, Redactor
+from core.relay import Pacer, coalesce
+from core.reply import CONTINUE, STATS, Reply, estimate_tokens, stats
+from core.reply import messages as reply_messages
 
 RUN, SKIP = "Run", "Skip"  # an approval's options; through the API, a message with this text
 DECLINED = "The user declined to run this tool call."
 Status = Literal["waiting", "running", "done", "failed", "skipped"]
+
+
+@dataclass
+class ToolResult:
+    """What a call gave back: text for the model and the reader; is_error when it failed."""
+
+    text: str
+    is_error: bool = False
+    seconds: float = 0.0
+
+
+class Model(Protocol):
+    """What a turn needs of a backend (providers.base.ChatBackend is one)."""
+
+    accepts_tools: bool
+
+    def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]: ...
+
+
+class Toolbox(Protocol):
+    """What a turn needs of the tools on offer (tools.hub.ToolHub is one)."""
+
+    def openai_tools(self) -> tuple[dict, ...]: ...
+
+    def needs_approval(self, name: str) -> bool: ...
+
+    def redact(self, text: str) -> str: ...
+
+    async def call(self, name: str, arguments: str) -> ToolResult: ...
 
 
 def new_record() -> str:
@@ -190,13 +218,13 @@ class Paused:
     steps_left: int
 
 
-async def run(
+async def run_turn(
     turn: Turn,
-    backend: ChatBackend,
+    backend: Model,
     messages: list[Message],
     params: GenerationParams,
     *,
-    hub: ToolHub | None,
+    hub: Toolbox | None,
     exchanges: Exchanges,
     pacer: Pacer,
     deadline: float,
@@ -243,7 +271,7 @@ async def run(
                 draft.id or f"call_{secrets.token_hex(6)}",
                 draft.name,
                 hub.redact(draft.arguments) if hub else draft.arguments,  # shown, and sent to the tool
-                approve=bool(hub and (tool := hub.find(draft.name)) and tool.approve),
+                approve=bool(hub and hub.needs_approval(draft.name)),
             )
             for _, draft in sorted(step.reply.tool_calls.items())
         ]
@@ -261,7 +289,7 @@ async def run(
 
 
 async def _run_calls(
-    step: Step, hub: ToolHub | None, exchanges: Exchanges, messages: list[Message]
+    step: Step, hub: Toolbox | None, exchanges: Exchanges, messages: list[Message]
 ) -> AsyncIterator[None]:
     """Run the step's calls at once, yielding when they start and as each ends but the last (the next
     step shows that one, as its request goes out); their results are appended to `messages`."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import os
+import tempfile
 from pathlib import Path
 
-from gradio.utils import get_upload_folder
-
-from errors import UnreadableAttachment
+from core.errors import UnreadableAttachment
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # providers refuse larger images (OpenAI: 20 MB, others less)
@@ -19,9 +19,15 @@ def is_image(path: str) -> bool:
     return mimetypes.guess_type(path)[0] in IMAGE_TYPES
 
 
+def upload_folder() -> Path:
+    """Where Gradio puts the files users attach: gradio.utils.get_upload_folder()'s rule, which a test
+    holds this to (the core does not import gradio)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
 def is_uploaded(path: str) -> bool:
     """Whether the path is inside Gradio's upload folder, where the files users attach go."""
-    return Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve())
+    return Path(path).resolve().is_relative_to(upload_folder())
 
 
 def read_part(path: str) -> dict:

@@ -1,0 +1,1 @@
+"""What the app keeps: the conversation log (SQLAlchemy, SQLite or PostgreSQL) and the recorder that writes it."""
