@@ -29,6 +29,7 @@ from chat.service import CONTROLS, Caller, ChatService, Refused
 from config import VERSION, ConfigError, Declared, Settings, load_settings
 from core.turn import Turn
 from pages import mcp_endpoint
+from pages.api_chat import api_chat_routes
 from pages.compare import add_compare_page
 from pages.csp import ContentSecurityPolicy, policy
 from pages.exports import private_folder
@@ -143,8 +144,8 @@ def build_app(
     ) -> AsyncIterator[list[dict]]:
         """Stream the assistant's reply to `message`, given the conversation and the chat's settings by name."""
         try:
-            async for messages in service.turn(message, history, model, chosen, caller(request), notify=gr.Info):
-                yield messages
+            async for turn in service.turn(message, history, model, chosen, caller(request), notify=gr.Info):
+                yield turn.messages()
         except Refused as exc:
             raise refuse(str(exc)) from None  # the conversation stays as it was
 
@@ -260,8 +261,10 @@ def build_app(
             [chat_ui.chatbot, chat_ui.chatbot_state, *settings_inputs, model_picker],
             api_name="import_chat",
         )
+    # Routes serve() adds: /api/chat for the AI SDK's useChat, and the review page's sign-in and exports.
+    demo.extra_routes = api_chat_routes(service, settings.forwarded_allow_ips, settings.cors_origins, settings.auth)
     if store is not None:  # the workbench pages
-        demo.extra_routes = add_review_page(demo, store, SignIns(settings.review_auth), settings.forwarded_allow_ips)
+        demo.extra_routes += add_review_page(demo, store, SignIns(settings.review_auth), settings.forwarded_allow_ips)
         limit = backend.max_concurrency or settings.concurrency
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
@@ -292,7 +295,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
         app_kwargs=app_kwargs,
         **options,
     )
-    for path, endpoint, methods in getattr(demo, "extra_routes", ()):  # the review page's sign-in and exports
+    for path, endpoint, methods in getattr(demo, "extra_routes", ()):
         app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
     if not getattr(demo, "workbench_on", True):  # a sentence at the pages' addresses, not a bare Not Found
         for path in WORKBENCH_PAGES:

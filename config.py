@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 import annotated_types
 from pydantic import Field
@@ -203,6 +204,15 @@ class Settings:
     queue_size: Annotated[
         int, Field(ge=1), Flag("Requests that may wait for a turn; more are told the app is busy")
     ] = 200
+    cors_origins: Annotated[
+        tuple[str, ...],
+        Flag(
+            "Other origins whose pages may call `/api/chat` (e.g. `http://localhost:3000`), separated by commas "
+            "([From a Next.js app](#use-it-from-a-nextjs-app-usechat))",
+            default_text="none: same origin only",
+            parse=origins,
+        ),
+    ] = ()
     # Who may show the app in a frame: only itself; on Hugging Face Spaces (SPACE_ID set) also the Space page.
     frame_ancestors: tuple[str, ...] = ("'self'",)
     auth: Annotated[
@@ -441,6 +451,17 @@ def parse_auth(text: str | None, flag: str = "--auth") -> tuple[tuple[str, str],
             raise ConfigError(f"{flag} takes user:password pairs separated by commas, e.g. {flag} alice:secret.")
         pairs.append((user, password))
     return tuple(pairs)
+
+
+def origins(text: str) -> tuple[str, ...]:
+    """'http://localhost:3000, https://app.example' -> each as a browser sends it in Origin."""
+    found = []
+    for item in _names(text):
+        parsed = urlparse(item)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
+            raise ConfigError(f"--cors-origins takes origins such as http://localhost:3000: {item!r} is not one.")
+        found.append(f"{parsed.scheme}://{parsed.netloc}")
+    return tuple(found)
 
 
 def trusted_proxies(text: str) -> tuple[Network, ...]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from chat.transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 from config import VERSION, Settings, chat_controls
-from core.errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, refusal
+from core.errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe
 from core.events import GenerationParams
 from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
 from core.history import to_provider_messages
@@ -94,6 +94,10 @@ class ChatService:
             return f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
         return None
 
+    def waits(self, caller: Caller) -> bool:
+        """Whether tool calls of the caller's wait for an approval."""
+        return caller.session in self._paused
+
     def chosen(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Each chat setting by name, within its range; one not given at its configured value."""
         return {c.name: c.clamp(given.get(c.name, self.configured[c.name]), self.settings) for c in CONTROLS}
@@ -121,14 +125,19 @@ class ChatService:
         chosen: Mapping[str, Any],
         caller: Caller,
         notify: Callable[[str], None] = lambda _: None,
-    ) -> AsyncIterator[list[dict]]:
-        """Stream the reply to `message` ({"text": ..., "files": [...]}; an option's button sends a str) as
-        the chat's messages, given the conversation. Refused: the conversation stays as it was."""
+        approved: Mapping[str, bool] | None = None,
+    ) -> AsyncIterator[Turn]:
+        """The reply to `message` ({"text": ..., "files": [...]}; an option's button sends a str), given the
+        conversation, as it grows: the same Turn, yielded whenever there is more to show (a page shows
+        turn.messages()); it has ended, or waits for an approval, at the last. Calls waiting for approval
+        are answered by the message RUN or SKIP, or by `approved`: each call's answer by its record.
+        Refused: the conversation stays as it was."""
         chosen = self.chosen(chosen)
         if problem := self.problem(message) or self.not_offered(model):
             raise Refused(problem)
+        turn = Turn(redactor=self.redactor)
         if too_fast := self.too_fast(caller):
-            yield refusal(too_fast)  # never sent to the provider, then or with a later message
+            yield turn.refuse(too_fast)  # never sent to the provider, then or with a later message
             return
         try:
             sent = to_provider_messages(
@@ -139,29 +148,32 @@ class ChatService:
                 exchanges=self._exchanges,
             )
         except (UnreadableAttachment, ImagesNotSupported) as exc:  # refused: sent neither now nor later
-            yield refusal(describe(exc, self.settings, partial=False))
+            yield turn.refuse(describe(exc, self.settings, partial=False))
             return
-        turn = Turn(redactor=self.redactor)
         waiting = self._paused.pop(caller.session, None)
         text = message.get("text") if isinstance(message, dict) else message
-        decision = text if waiting and text in (RUN, SKIP) else None
+        if waiting and approved is not None:  # the API: each call's answer by its record
+            resume: dict[str, Any] = {"paused": waiting, "approved": approved}
+        elif waiting and text in (RUN, SKIP):  # the chat page's buttons
+            resume = {"paused": waiting, "decision": text}
+        else:
+            resume = {}
         try:
             try:
                 sent, dropped = trim_history(sent, self.settings.max_history_chars)
                 if dropped:
                     notify(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
-                resume = {"paused": waiting, "decision": decision} if decision else {}  # Run or Skip: go on
                 async for waits in self._run(turn, sent, GenerationParams.of(chosen, model), **resume):
                     if waits is not None:
                         self._paused[caller.session] = waits
-                    yield turn.messages()
+                    yield turn
                 if not (turn.text or turn.waiting):
                     turn.last.notice = f"The model sent an empty reply. {RETRY}."
             except Exception as exc:  # every failure becomes a line in the chat; the text so far stays
                 partial = bool(turn.text)
                 turn.fail(describe(exc, self.settings, partial=partial), continuable=isinstance(exc, ReplyCutOff))
             turn.ended = not turn.waiting
-            yield turn.messages()
+            yield turn
         finally:  # Stop too: the log gets the turn as it ended
             config = {**self._config(model, chosen).as_dict(), "app_version": VERSION}
             self.recorder.turn(caller.session, history, message, turn, config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -66,6 +67,10 @@ class ThinkTags:
         return [Reasoning(rest)] if self.state == "thinking" else [rest]
 
 
+def new_record() -> str:
+    return f"tool-{secrets.token_urlsafe(16)}"
+
+
 @dataclass
 class CallDraft:
     """A tool call as it streams in: its arguments arrive in pieces."""
@@ -73,6 +78,7 @@ class CallDraft:
     id: str = ""
     name: str = ""
     arguments: str = ""
+    record: str = field(default_factory=lambda: new_record())  # unguessable: the call's id on screen and in the log
 
 
 @dataclass

@@ -7,16 +7,16 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from core.errors import with_notice
+from core.errors import refusal, with_notice
 from core.events import Event, GenerationParams
 from core.history import Message
 from core.redaction import NO_SECRETS, Redactor
 from core.relay import Pacer, coalesce
-from core.reply import CONTINUE, STATS, Reply, estimate_tokens, stats
+from core.reply import CONTINUE, STATS, Reply, estimate_tokens, new_record, stats
 from core.reply import messages as reply_messages
 
 RUN, SKIP = "Run", "Skip"  # an approval's options; through the API, a message with this text
@@ -51,10 +51,6 @@ class Toolbox(Protocol):
     def redact(self, text: str) -> str: ...
 
     async def call(self, name: str, arguments: str) -> ToolResult: ...
-
-
-def new_record() -> str:
-    return f"tool-{secrets.token_urlsafe(16)}"
 
 
 @dataclass
@@ -130,6 +126,7 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     notice: str = ""  # about the whole turn: the step limit
     error: str = ""  # why it failed, if it did
+    refused: str = ""  # why the message was not sent at all (then there are no steps)
     ended: bool = False
     redactor: Redactor = field(default=NO_SECRETS, repr=False)  # the app's secrets, kept out of what is shown
 
@@ -148,6 +145,11 @@ class Turn:
         """Calls wait for the user's Run or Skip."""
         return bool(self.steps) and any(call.status == "waiting" for call in self.steps[-1].calls)
 
+    def refuse(self, notice: str) -> Turn:
+        """End the turn before it began: the message is not sent, then or with a later one."""
+        self.refused, self.error, self.ended = notice, notice, True
+        return self
+
     def fail(self, notice: str, *, continuable: bool = False) -> None:
         """End the turn with a notice; what was shown stays. Calls that did not finish say so."""
         self.last.notice, self.last.continuable, self.error = notice, continuable, notice
@@ -158,6 +160,8 @@ class Turn:
 
     def messages(self) -> list[dict]:
         """The turn as Gradio chat messages, secrets redacted (a tail that may be one held back while it streams)."""
+        if self.refused:
+            return refusal(self.refused)
         return self.redactor.messages(self._messages(), streaming=not self.ended)
 
     def _messages(self) -> list[dict]:
@@ -231,22 +235,29 @@ async def run_turn(
     max_steps: int,
     paused: Paused | None = None,
     decision: str | None = None,
+    approved: Mapping[str, bool] | None = None,
 ) -> AsyncIterator[Paused | None]:
     """Stream the turn into `turn`, yielding None whenever the screen should update.
 
-    When calls wait for approval it yields the Paused state and ends; run again with it
-    and the user's decision (RUN or SKIP) to go on.
+    When calls wait for approval it yields the Paused state and ends; run again with it and the user's
+    decision to go on: RUN or SKIP for every waiting call (the chat page), or `approved`, each call's
+    answer by its record (the API; a call it does not name is skipped).
     """
     tools = hub.openai_tools() if hub and backend.accepts_tools else ()
     steps_left = max_steps
     if paused is not None:
         messages, params, steps_left = paused.messages, paused.params, paused.steps_left
-        # New record ids: the waiting calls stay on screen as they were, and only these carry results.
-        calls = [replace(call, status="running", record=new_record()) for call in paused.step.calls]
+        # The chat page: new record ids, so the waiting calls stay on screen as they were and only these
+        # carry results. The API's client asked by record, and takes the results under the same ones.
+        calls = [
+            replace(call, status="running", record=call.record if approved is not None else new_record())
+            for call in paused.step.calls
+        ]
         step = Step(Reply(), calls, paused.step.id)
         turn.steps.append(step)
         for call in step.calls:
-            if call.approve and decision != RUN:
+            runs = approved.get(call.record, False) if approved is not None else decision == RUN
+            if call.approve and not runs:
                 call.status, call.result = "skipped", DECLINED
         async for _ in _run_calls(step, hub, exchanges, messages):
             yield None
@@ -272,6 +283,7 @@ async def run_turn(
                 draft.name,
                 hub.redact(draft.arguments) if hub else draft.arguments,  # shown, and sent to the tool
                 approve=bool(hub and hub.needs_approval(draft.name)),
+                record=draft.record,  # the id it streamed under
             )
             for _, draft in sorted(step.reply.tool_calls.items())
         ]

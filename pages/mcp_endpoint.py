@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from starlette.routing import Mount, Route
+
+from pages.basic_auth import NEEDS_LOGIN, basic_user
 
 PATH = "/mcp"
 
@@ -103,15 +103,14 @@ class _AtRoot:
 
 def _basic_auth(app, logins: Sequence[tuple[str, str]]):
     """The app behind HTTP Basic auth with --auth's logins: Gradio's login does not cover this route."""
-    accepted = [f"Basic {base64.b64encode(f'{user}:{password}'.encode()).decode()}" for user, password in logins]
 
     async def guarded(scope, receive, send):
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-            if not any(secrets.compare_digest(given, expected) for expected in accepted):
+            if basic_user(given, logins) is None:
                 headers = [(b"www-authenticate", b'Basic realm="chat"'), (b"content-type", b"text/plain")]
                 await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": b"This chat needs a login (--auth)."})
+                await send({"type": "http.response.body", "body": NEEDS_LOGIN.encode()})
                 return
         await app(scope, receive, send)
 

@@ -25,7 +25,7 @@ def service_for(server: FakeOpenAI, **overrides) -> ChatService:
 async def turn(service: ChatService, text: str, caller: Caller = ME, model: str = "fake-model", **chosen) -> list:
     """Every update of one turn. (One event loop per test: the backend's HTTP client belongs to its loop.)"""
     message = {"text": text, "files": []}
-    return [update async for update in service.turn(message, [], model, chosen, caller)]
+    return [turn.messages() async for turn in service.turn(message, [], model, chosen, caller)]
 
 
 def test_a_turn_streams_the_reply_with_the_settings_by_name(server: FakeOpenAI):
