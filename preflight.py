@@ -15,7 +15,7 @@ from core.events import GenerationParams
 from core.reply import Reply
 from providers.openai_compatible import TOOLS_REFUSED
 from providers.registry import backend_class, create_backend
-from storage.logs import SCHEMA_VERSION, LogStore, where
+from storage.logs import LogStore, newest_schema, where
 from tools.hub import ToolHub
 
 PROBE = [{"role": "user", "content": "Reply with one word: ready"}]
@@ -60,7 +60,7 @@ def run(settings: Settings, *, stream: bool, hub: ToolHub | None = None, store: 
             why = f"cannot write to {where(store.url)} now ({store.problem}); the chat goes on, and retries each turn"
             report.add("fail", "Conversation log", why)
         else:
-            report.add("ok", "Conversation log", f"recording to {where(store.url)} (schema {SCHEMA_VERSION})")
+            report.add("ok", "Conversation log", f"recording to {where(store.url)} (schema {newest_schema()})")
     for server in hub.status() if hub else []:
         detail = server.line().split(": ", 1)[1]
         report.add("fail" if server.error else "ok", f"MCP server {server.name}", detail)

@@ -14,20 +14,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("chat.log")
-SCHEMA_VERSION = 2
+MIGRATIONS = Path(__file__).parent / "migrations"
 MAX_PENDING = 10_000  # writes kept in memory while the database is down; past it the oldest are dropped
 RETRY_SECONDS = 5.0  # how often waiting writes are tried again
 
-metadata = sa.MetaData()
-meta = sa.Table(
-    "chat_meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(255), nullable=False),
-)
+metadata = sa.MetaData()  # the tables as the newest migration leaves them (storage/migrations)
 turns = sa.Table(
     "chat_turns",
     metadata,
@@ -48,7 +46,7 @@ turns = sa.Table(
     sa.Column("telemetry", sa.JSON, nullable=False),
     sa.Column("notice", sa.Text, nullable=False),  # what went wrong, if anything
     sa.Column("feedback", sa.Integer),  # 1 thumbs up, -1 down, None not rated
-    sa.Column("comment", sa.Text),  # added in schema 2
+    sa.Column("comment", sa.Text),  # added by migration 0002
 )
 votes = sa.Table(
     "chat_votes",
@@ -61,14 +59,6 @@ votes = sa.Table(
     sa.Column("b", sa.JSON, nullable=False),
     sa.Column("vote", sa.String(8), nullable=False),  # a, b, tie
 )
-
-
-def _add_comment(connection: Connection) -> None:
-    connection.execute(sa.text("ALTER TABLE chat_turns ADD COLUMN comment TEXT"))
-
-
-# How a file of schema N-1 becomes N. Schema 1 is the first release's tables, made by create_all.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _add_comment}
 
 
 def database_url(target: str) -> sa.URL:
@@ -112,20 +102,37 @@ def connect(url: sa.URL) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> int:
-    """Create the tables, or bring an older file up to SCHEMA_VERSION; returns the version found."""
+class NewerSchema(Exception):
+    """The database was migrated by a newer version of the app than this one."""
+
+
+def _alembic() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def newest_schema() -> str:
+    """The revision the newest migration leaves a database at."""
+    return str(ScriptDirectory.from_config(_alembic()).get_current_head())
+
+
+def migrate(engine: Engine) -> str | None:
+    """Create the tables, or bring an older database up to the newest migration (Alembic's, in
+    storage/migrations); returns the revision found (None: a new database). A log from before Alembic,
+    which kept its version in chat_meta, is first marked with the revision it matches."""
+    config = _alembic()
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
     with engine.begin() as connection:
-        inspector = sa.inspect(connection)
-        if not inspector.has_table("chat_turns"):
-            metadata.create_all(connection)
-            connection.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            return SCHEMA_VERSION
-        found = int(connection.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
-        if found > SCHEMA_VERSION:
-            raise RuntimeError(f"the log has schema {found}, newer than this app's {SCHEMA_VERSION}; update the app")
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](connection)
-            connection.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+        config.attributes["connection"] = connection
+        found = MigrationContext.configure(connection).get_current_revision()
+        if found is None and sa.inspect(connection).has_table("chat_meta"):
+            version = connection.execute(sa.text("SELECT value FROM chat_meta WHERE key = 'schema_version'"))
+            found = {"1": "0001", "2": "0002"}[version.scalar_one()]
+            command.stamp(config, found)
+        if found is not None and found not in known:
+            raise NewerSchema(f"the log was written by a newer version of the app (schema {found}); update the app")
+        command.upgrade(config, "head")
         return found
 
 
@@ -162,7 +169,7 @@ class LogStore:
         self._queue: queue.Queue[Callable[[Connection], None] | threading.Event | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write_forever, name="chat-log", daemon=True)
         self.problem: str | None = "not opened"  # why the log cannot be written now; None when it can
-        self.found_schema: int | None = None
+        self.found_schema: str | None = None  # the revision the database was at when opened
 
     def open(self) -> LogStore:
         """Start writing; create or migrate the schema. If the database cannot be used now, self.problem
@@ -177,6 +184,9 @@ class LogStore:
             return True
         try:
             self.found_schema = migrate(self.engine)
+        except NewerSchema as exc:
+            self.problem = str(exc)
+            return False
         except Exception as exc:
             self.problem = _first_line(exc)
             return False

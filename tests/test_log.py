@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from gradio_client import Client
 
 from config import ConfigError, load_settings
-from storage.logs import SCHEMA_VERSION, LogStore, database_url, metadata, now, turns, votes, where
+from storage.logs import LogStore, database_url, metadata, newest_schema, now, turns, votes, where
 from storage.recorder import Recorder
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
@@ -32,11 +32,16 @@ from testkit.support import SENTINEL_KEY, ask, launched, remote_settings, submit
 def log_target(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "chats.db")
-    url = request.getfixturevalue("postgres_url")
+    return emptied(request.getfixturevalue("postgres_url"))
+
+
+def emptied(url: str) -> str:
+    """The PostgreSQL database with no table left (the session's server is shared): each test starts afresh."""
     engine = sa.create_engine(database_url(url))
-    with engine.begin() as connection:  # each test starts from an empty database
-        for table in ("chat_votes", "chat_turns", "chat_meta"):
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    with engine.begin() as connection:
+        found = sa.MetaData()
+        found.reflect(connection)
+        found.drop_all(connection)
     engine.dispose()
     return url
 
@@ -153,41 +158,90 @@ def test_feedback_rates_only_turns_of_the_session_that_sends_it(log_target: str)
     store.close()
 
 
-def test_a_log_of_the_first_schema_is_migrated_and_keeps_its_turns(log_target: str):
-    url = database_url(log_target)
-    first = sa.MetaData()  # the tables as schema 1 made them (create_all): the same, but no comment column
+def a_log_from_before_alembic(url: sa.URL, version: int) -> None:
+    """A log as the app's hand-written migrations left it at `version` (schema 1: no comment column),
+    with one rated turn."""
+    old = sa.MetaData()
+    meta = sa.Table(
+        "chat_meta", old, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.String(255))
+    )
     for table in metadata.sorted_tables:
         columns = [
-            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index)
             for c in table.columns
-            if c.name != "comment"
+            if version > 1 or c.name != "comment"
         ]
-        sa.Table(table.name, first, *columns)
+        sa.Table(table.name, old, *columns)
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        first.create_all(connection)
-        connection.execute(first.tables["chat_meta"].insert().values(key="schema_version", value="1"))
+        old.create_all(connection)
+        connection.execute(meta.insert().values(key="schema_version", value=str(version)))
         when = now()
         connection.execute(
-            first.tables["chat_turns"].insert().values(
+            old.tables["chat_turns"].insert().values(
                 id="t1", conversation="c1", session="s", ordinal=0, started=when, ended=when, status="done",
                 model="old-model", message="hi", attachments=[], reply="hello", thinking="", tool_steps=[],
                 config={}, telemetry={}, notice="", feedback=1,
             )
         )  # fmt: skip
     engine.dispose()
+
+
+def tables_and_revision(url: sa.URL) -> tuple[set[str], str]:
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        names = set(sa.inspect(connection).get_table_names())
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+    return names, revision
+
+
+@pytest.mark.parametrize(("version", "revision"), [(1, "0001"), (2, "0002")])
+def test_a_log_from_before_alembic_is_upgraded_and_keeps_its_turns(log_target: str, version: int, revision: str):
+    """Schema 1 (the first release) and schema 2 (what --log-db wrote until Alembic took over)."""
+    url = database_url(log_target)
+    a_log_from_before_alembic(url, version)
     store = LogStore(url).open()
-    assert store.problem is None and store.found_schema == 1
+    assert store.problem is None and store.found_schema == revision
     [old] = store.find()
     assert (old["message"], old["feedback"], old["comment"]) == ("hi", 1, None)
     store.set_comment("t1", "now commented")
     store.flush()
     assert store.find()[0]["comment"] == "now commented"
     store.close()
+    assert tables_and_revision(url) == ({"alembic_version", "chat_turns", "chat_votes"}, newest_schema())
+    again = LogStore(url).open()  # opening an upgraded log changes nothing
+    assert again.problem is None and again.found_schema == newest_schema() and len(again.find()) == 1
+    again.close()
+
+
+def test_a_new_log_is_made_by_the_migrations(log_target: str):
+    url = database_url(log_target)
+    store = LogStore(url).open()
+    assert store.problem is None and store.found_schema is None
+    store.close()
+    names, revision = tables_and_revision(url)
+    assert names == {"alembic_version", "chat_turns", "chat_votes"} and revision == newest_schema()
     engine = sa.create_engine(url)
-    with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT value FROM chat_meta")).scalar_one() == str(SCHEMA_VERSION)
+    with engine.connect() as connection:  # the migrations make what the code declares
+        made = {c["name"] for c in sa.inspect(connection).get_columns("chat_turns")}
+        indexes = {i["name"] for i in sa.inspect(connection).get_indexes("chat_turns")}
     engine.dispose()
+    assert made == {c.name for c in turns.columns}
+    assert indexes == {f"ix_chat_turns_{c.name}" for c in turns.columns if c.index}
+
+
+def test_a_log_from_a_newer_app_is_left_alone_with_one_sentence(log_target: str):
+    url = database_url(log_target)
+    LogStore(url).open().close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    store = LogStore(url).open()
+    assert store.problem == "the log was written by a newer version of the app (schema 0999); update the app"
+    store.close()
+    assert tables_and_revision(url)[1] == "0999"
 
 
 def test_retention_deletes_old_conversations(log_target: str):
@@ -410,11 +464,7 @@ def test_a_postgresql_outage_loses_no_turn_and_the_review_page_says_the_database
 ):
     from pages.review import reading
 
-    engine = sa.create_engine(database_url(postgres_url))
-    with engine.begin() as connection:
-        for table in ("chat_votes", "chat_turns", "chat_meta"):
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
+    emptied(postgres_url)
     relay = Relay(sa.make_url(postgres_url).port)
     target = postgres_url.replace(f":{sa.make_url(postgres_url).port}/", f":{relay.port}/")
     store = LogStore(database_url(target)).open()
