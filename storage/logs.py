@@ -106,7 +106,8 @@ class NewerSchema(Exception):
     """The database was migrated by a newer version of the app than this one."""
 
 
-def _alembic() -> Config:
+def alembic_config() -> Config:
+    """Alembic's configuration for the log's migrations (storage/migrations), without an alembic.ini."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -114,14 +115,14 @@ def _alembic() -> Config:
 
 def newest_schema() -> str:
     """The revision the newest migration leaves a database at."""
-    return str(ScriptDirectory.from_config(_alembic()).get_current_head())
+    return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
 
 
 def migrate(engine: Engine) -> str | None:
     """Create the tables, or bring an older database up to the newest migration (Alembic's, in
     storage/migrations); returns the revision found (None: a new database). A log from before Alembic,
     which kept its version in chat_meta, is first marked with the revision it matches."""
-    config = _alembic()
+    config = alembic_config()
     known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -227,3 +228,23 @@ def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tm
         reply = Client(url, verbose=False).predict(message("Say hi."), max_tokens=8, api_name="/chat")
     [stats] = [m["metadata"]["log"] for m in reply if (m.get("metadata") or {}).get("title") == "Stats"]
     assert "finish: length" in stats  # it answered, up to the 8 tokens asked for: not an error
+
+
+def test_the_readmes_migration_command_writes_a_revision_the_log_is_migrated_to(tmp_path: Path):
+    """The README's command for a schema change, run in a copy of the app; the log then opens at it."""
+    copy = copy_of_the_app(tmp_path)
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"this writes it from the template, to fill in:\n\s*`(python -c [^`]*)`", readme)
+    assert found, "the README no longer gives the migration command"
+    command = shlex.split(found.group(1))
+    subprocess.run([sys.executable, *command[1:]], cwd=copy, check=True, capture_output=True, timeout=60)
+    [written] = (copy / "storage" / "migrations" / "versions").glob("0004_*.py")
+    assert "down_revision = '0003'" in written.read_text()
+    probe = (
+        "import sys; from storage.logs import LogStore, database_url, newest_schema; "
+        "store = LogStore(database_url(sys.argv[1])).open(); print(store.problem, newest_schema()); store.close()"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "chats.db")], cwd=copy, capture_output=True, text=True, timeout=60
+    )
+    assert opened.stdout.split() == ["None", "0004"], opened.stderr
