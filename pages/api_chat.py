@@ -176,14 +176,7 @@ class UIMessageStream:
             for draft in step.reply.tool_calls.values():
                 if draft.name and draft.record not in self.calls:
                     chunks += self._close_all()
-                    chunks.append(
-                        {
-                            "type": "tool-input-start",
-                            "toolCallId": draft.record,
-                            "toolName": draft.name,
-                            "dynamic": True,
-                        }
-                    )
+                    chunks.append(_input_start(draft.record, draft.name))
                     self.calls[draft.record] = "input"
                 if self.calls.get(draft.record) == "input":
                     shown = turn.redactor.text(draft.arguments, streaming=True)
@@ -235,9 +228,7 @@ class UIMessageStream:
         chunks = []
         state = self.calls.get(call.record)
         if state is None:  # not streamed as a draft
-            chunks.append(
-                {"type": "tool-input-start", "toolCallId": call.record, "toolName": call.name, "dynamic": True}
-            )
+            chunks.append(_input_start(call.record, call.name))
             state = "input"
         if state == "input":
             chunks.append(

@@ -18,7 +18,8 @@ from testkit.fake_openai import FakeOpenAI, Reply
 from testkit.processes import free_port
 from testkit.support import launched, remote_settings
 
-SKY = "The sky is blue because of Rayleigh scattering: air scatters blue light more than red."
+# Long enough (two seconds and more after its first words) that the page is seen while it streams.
+SKY = "The sky is blue because of Rayleigh scattering. " + " ".join(f"word{i}" for i in range(60))
 
 
 @pytest.fixture(scope="module")
