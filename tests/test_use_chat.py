@@ -56,13 +56,14 @@ def app_url(fake_server: FakeOpenAI) -> Iterator[str]:
 
 
 def test_the_reply_streams_in_several_text_deltas_and_finishes_with_its_stats(app_url: str, server: FakeOpenAI):
-    server.default = Reply(text="Hello there, how are you today?", delay=0.02)
+    hello = "Hello there! " + " ".join(f"word{i}" for i in range(30))  # 0.6 s: several screen updates
+    server.default = Reply(text=hello, delay=0.02)
     result = use_chat(app_url, [user("Hi")])
     assert result["error"] is None
     kinds = types(result)
     assert kinds[:3] == ["start", "start-step", "text-start"] and kinds[-3:] == ["text-end", "finish-step", "finish"]
     assert kinds.count("text-delta") >= 3
-    assert text_of(result["message"]) == "Hello there, how are you today?"
+    assert text_of(result["message"]) == hello
     finish = result["chunks"][-1]
     assert finish["finishReason"] == "stop"
     assert finish["messageMetadata"]["usage"]["completionTokens"] > 0
@@ -162,9 +163,10 @@ def test_abort_closes_the_upstream_within_a_second_and_the_client_keeps_the_part
 
 
 def test_the_plain_text_stream_works_too(app_url: str, server: FakeOpenAI):
-    server.default = Reply(text="Plain and simple.", delay=0.01)
+    plain = "Plain and simple. " + " ".join(f"word{i}" for i in range(20))
+    server.default = Reply(text=plain, delay=0.02)
     result = use_chat(app_url, [user("Hi")], protocol="text")
-    assert text_of(result["message"]) == "Plain and simple."
+    assert text_of(result["message"]) == plain
     assert types(result).count("text-delta") >= 2  # the transport makes parts of the text as it arrives
 
 
