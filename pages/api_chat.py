@@ -342,13 +342,13 @@ def api_chat_routes(
             return refused(f"Calls from {origin} are off: start the app with --cors-origins {origin}.", 403)
         if "application/json" not in request.headers.get("content-type", ""):  # and so a browser asks first
             return refused("Send the request as JSON (Content-Type: application/json), as useChat does.", 415)
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await _body(request)
+        if raw is None:
             return refused(f"The request is over {MAX_BODY_BYTES // 2**20} MB.", 413)
         try:
             asked = read_request(json.loads(raw), service.settings.model)
-        except ValueError:
-            return refused("The request body is not JSON.")
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+            return refused("The request body is not JSON, or is nested too deeply.")
         except Refused as exc:
             return refused(str(exc))
         message = {"text": asked.message, "files": []}
@@ -369,3 +369,17 @@ def api_chat_routes(
         return Response(status_code=204)  # nothing to resume: a reply lives only in the request streaming it
 
     return [(PATH, post, ["POST"]), (PATH + "/{chat_id}/stream", resume, ["GET"])]
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request's body, read no further than MAX_BODY_BYTES (None past it): a client's claimed length is
+    checked first, and a body without one is counted as it arrives."""
+    claimed = request.headers.get("content-length", "")
+    if claimed.isdigit() and int(claimed) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)

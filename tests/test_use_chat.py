@@ -338,3 +338,23 @@ def test_a_message_over_the_limit_is_refused_with_the_pages_sentence(app_url: st
     empty = use_chat(app_url, [user("   ")])
     assert empty["error"] == "Type a message first."
     assert len(server.chat_requests) == asked
+
+
+def test_an_oversized_or_deeply_nested_body_gets_one_sentence(app_url: str, server: FakeOpenAI):
+    asked = len(server.chat_requests)
+    huge = json.dumps({"messages": [user("x" * (5 * 2**20))]})
+    response = httpx.post(app_url + "api/chat", content=huge, headers={"content-type": "application/json"})
+    assert (response.status_code, response.text) == (413, "The request is over 4 MB.")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"messages": [{"role": "user", "parts": [{"type": "text", "text": "'
+        for _ in range(5):
+            yield b"x" * 2**20
+        yield b'"}]}]}'
+
+    streamed = httpx.post(app_url + "api/chat", content=chunks(), headers={"content-type": "application/json"})
+    assert (streamed.status_code, streamed.text) == (413, "The request is over 4 MB.")
+    nested = "[" * 100_000 + "]" * 100_000
+    response = httpx.post(app_url + "api/chat", content=nested, headers={"content-type": "application/json"})
+    assert (response.status_code, response.text) == (400, "The request body is not JSON, or is nested too deeply.")
+    assert len(server.chat_requests) == asked
