@@ -44,6 +44,26 @@ def launched(settings, models: tuple[str, ...] | list[str] = (), hub=None, store
         demo.close()
 
 
+@contextmanager
+def launched_with_tools(settings, hub) -> Iterator[str]:
+    """The app with this tools.hub.ToolHub, which is started for the block and closed after it; yields its URL."""
+    hub.start()
+    try:
+        with launched(settings, hub=hub) as url:
+            yield url
+    finally:
+        hub.close()
+
+
+def logged_turns(store, timeout: float = 10.0) -> list[dict]:
+    """The log's turns once its writer has written one (a turn is logged after its reply ends), or none."""
+    deadline = time.monotonic() + timeout
+    while not store.find() and time.monotonic() < deadline:
+        store.flush()
+        time.sleep(0.1)
+    return store.find()
+
+
 def answer_text(messages: list[dict]) -> str:
     """The answer in a /chat result: the messages without a title (thinking and stats have one)."""
     return "".join(m["content"] for m in messages if not (m.get("metadata") or {}).get("title"))

@@ -25,7 +25,7 @@ from storage.logs import LogStore, database_url, metadata, newest_schema, now, t
 from storage.recorder import Recorder
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
-from testkit.support import SENTINEL_KEY, ask, launched, remote_settings, submit
+from testkit.support import SENTINEL_KEY, ask, launched, logged_turns, remote_settings, submit
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -100,11 +100,7 @@ def test_a_stopped_turn_is_logged_as_stopped_with_its_partial_reply(logged_app, 
     time.sleep(0.5)
     job.cancel()
     assert fake_server.wait_for(lambda: fake_server.closed_early, timeout=5)
-    deadline = time.monotonic() + 10
-    while not store.find() and time.monotonic() < deadline:
-        store.flush()
-        time.sleep(0.1)
-    [row] = store.find()
+    [row] = logged_turns(store)
     assert row["status"] == "stopped" and row["reply"].startswith("w0 w1") and len(row["reply"]) < 600
 
 

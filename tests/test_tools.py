@@ -21,6 +21,7 @@ from testkit.support import (
     TOOL_SECRET,
     answer_text,
     launched,
+    launched_with_tools,
     remote_settings,
     stdio_server,
     submit,
@@ -286,13 +287,8 @@ def refused_then_without_tools(chat: Client, server: FakeOpenAI) -> None:
 @pytest.fixture(scope="module")
 def approval_app(fake_server: FakeOpenAI, tool_log: Path) -> Iterator[str]:
     settings = remote_settings(fake_server)
-    hub = ToolHub([stdio_server(tool_log, "careful", approve=True)], timeout=5)
-    hub.start()
-    try:
-        with launched(settings, hub=hub) as url:
-            yield url
-    finally:
-        hub.close()
+    with launched_with_tools(settings, ToolHub([stdio_server(tool_log, "careful", approve=True)], timeout=5)) as url:
+        yield url
 
 
 @pytest.mark.parametrize("decision", [RUN, SKIP])

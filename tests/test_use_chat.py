@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from storage.logs import LogStore, database_url
 from testkit.ai_sdk import JS, use_chat
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT
-from testkit.support import SENTINEL_KEY, launched, remote_settings
+from testkit.support import SENTINEL_KEY, launched, launched_with_tools, logged_turns, remote_settings
 
 
 def user(text: str, id: str = "u1") -> dict:
@@ -40,13 +39,8 @@ def tools_app(fake_server: FakeOpenAI, **overrides) -> Iterator[str]:
     """The app with the calculator (tools/python_tools.py) on offer; yields its URL."""
     fake_server.reset()
     settings = remote_settings(fake_server, python_tools=("calculate",), **overrides)
-    hub = tool_hub(settings)
-    hub.start()
-    try:
-        with launched(settings, hub=hub) as url:
-            yield url
-    finally:
-        hub.close()
+    with launched_with_tools(settings, tool_hub(settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -255,11 +249,7 @@ def test_an_aborted_reply_is_logged_as_stopped_with_its_partial_text(fake_server
             fake_server.default = Reply(text=" ".join(f"w{i}" for i in range(300)), delay=0.05)
             use_chat(url, [user("talk")], abortAfter=3, chatId="aborted-chat")
             assert fake_server.wait_for(lambda: fake_server.closed_early, timeout=1.0)
-            deadline = time.monotonic() + 10
-            while not store.find() and time.monotonic() < deadline:
-                store.flush()
-                time.sleep(0.1)
-            [row] = store.find()
+            [row] = logged_turns(store)
             assert (row["message"], row["status"]) == ("talk", "stopped")
             assert row["reply"].startswith("w0 w1") and len(row["reply"]) < 600
     finally:
