@@ -33,6 +33,7 @@ from pages.api_chat import api_chat_routes
 from pages.compare import add_compare_page
 from pages.csp import ContentSecurityPolicy, policy
 from pages.exports import private_folder
+from pages.owners import OwnerCookie, owner
 from pages.proxies import client_address
 from pages.refusals import refuse
 from pages.review import add_review_page
@@ -132,7 +133,8 @@ def build_app(
     def caller(request: gr.Request) -> Caller:
         peer = request.client.host if request.client else None
         address = client_address(peer, request.headers.get("x-forwarded-for", ""), settings.forwarded_allow_ips)
-        return Caller(request.session_hash or "", address)
+        who = owner(request.headers.get("cookie", ""), request.username)
+        return Caller(f"page:{who}" if who else request.session_hash or "", address, returns=who is not None)
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
@@ -143,11 +145,39 @@ def build_app(
         message: dict, history: list[dict], model: str, request: gr.Request, **chosen: Any
     ) -> AsyncIterator[list[dict]]:
         """Stream the assistant's reply to `message`, given the conversation and the chat's settings by name."""
+        asking = caller(request)
         try:
-            async for turn in service.turn(message, history, model, chosen, caller(request), notify=gr.Info):
-                yield turn.messages()
+            run = service.start(message, history, model, chosen, asking, notify=gr.Info)
         except Refused as exc:
             raise refuse(str(exc)) from None  # the conversation stays as it was
+        async for turn in service.follow(run, asking):  # a reload or a dropped connection ends this, not the reply
+            yield turn.messages()
+
+    async def resume(request: gr.Request) -> AsyncIterator[tuple]:
+        """On page load: the visitor's latest reply, with the conversation before it; as it grows if it runs."""
+        asking = caller(request)
+        run = service.latest(asking) if asking.returns else None
+        if run is None:
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        # While it runs, the textbox is as ChatInterface leaves it during a reply: Stop in place of Send.
+        running = run.running
+        streaming = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True) if running else gr.skip()
+        async for _ in service.follow(run, asking):
+            shown = run.messages()
+            yield shown, shown, streaming
+        if running:
+            shown = run.messages()
+            yield shown, shown, gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+
+    def stop(request: gr.Request) -> None:
+        """The Stop button: the reply ends (a reload would only leave it)."""
+        if run := service.latest(caller(request)):
+            run.stop()
+
+    def forget(request: gr.Request) -> None:
+        """The chat was cleared: a reload shows a new one."""
+        service.runs.forget(caller(request).session)
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
@@ -236,6 +266,10 @@ def build_app(
             concurrency_limit=backend.max_concurrency or settings.concurrency,
             analytics_enabled=False,
         )
+        # A reply runs apart from the page: a reload shows it, and Stop (not a reload) ends it.
+        demo.load(resume, None, [chat_ui.chatbot, chat_ui.chatbot_state, chat_ui.textbox], api_visibility="private")
+        chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")
+        chat_ui.chatbot.clear(forget, None, None, queue=False, api_visibility="private")
         if store is not None:
             with gr.Column(visible=False) as comment_box:
                 comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)
@@ -286,7 +320,12 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
-    app_kwargs: dict = {"middleware": [Middleware(ContentSecurityPolicy, value=policy(settings.frame_ancestors))]}
+    app_kwargs: dict = {
+        "middleware": [
+            Middleware(ContentSecurityPolicy, value=policy(settings.frame_ancestors)),
+            Middleware(OwnerCookie),
+        ]
+    }
     if lifespan := getattr(demo, "mcp_lifespan", None):  # --mcp-server
         app_kwargs["lifespan"] = lifespan
     app, url, share_url = demo.launch(

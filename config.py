@@ -156,6 +156,14 @@ class Settings:
     ] = 0.05
     timeout: Annotated[float, Field(ge=0.001), Flag("Seconds to connect, or to wait for the next chunk")] = 60.0
     deadline: Annotated[float, Field(ge=0.001), Flag("Seconds a whole reply may take")] = 300.0
+    stop_unwatched: Annotated[
+        float,
+        Field(ge=0),
+        Flag(
+            "Seconds a reply goes on once no page or request watches it (a closed tab), then stops; "
+            "`0`: it completes, within `--deadline`"
+        ),
+    ] = 0.0
     max_retries: Annotated[int, Field(ge=0), Flag("Retries of a failed request, before any text arrives")] = 2
     max_tokens_limit: Annotated[int, Field(ge=1), Flag('Highest "Max tokens" a user may choose')] = 4096
     local_threads: Annotated[

@@ -31,6 +31,7 @@ from bench.scenarios.log_cost import logging_cost
 from bench.scenarios.memory import memory
 from bench.scenarios.model import embedded_model
 from bench.scenarios.relay import relay_and_first_token
+from bench.scenarios.resume import resume
 from bench.scenarios.stop import stop
 from bench.scenarios.tools import tool_steps
 from bench.scenarios.users import many_users
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools,logging",
+        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             browser=200,
             capacity=[4],
             steps=2,
+            resume=4,
         )
         if args.quick
         else dict(
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             browser=4000,
             capacity=[32, 64, 128, 256],
             steps=3,
+            resume=32,
         )
     )
     command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"http://127.0.0.1:{relay_port}/", multimodal=False, pid=relay_proc.pid, plain_relay=True
                 )
                 capacity(report, apps, server_url, runs, sizes["capacity"], sizes["user_tokens"])
+        if "resume" in only:
+            resume(report, apps["ours"], server_url, runs, sizes["resume"])
         if "tools" in only:
             with tempfile.TemporaryDirectory(prefix="bench-mcp-") as folder:
                 times = Path(folder) / "times"

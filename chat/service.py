@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chat.runs import Run, Runs
 from chat.transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 from config import VERSION, Settings, chat_controls
 from core.errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe
 from core.events import GenerationParams
 from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
-from core.history import to_provider_messages
+from core.history import as_history_entry, to_provider_messages
 from core.redaction import Redactor
 from core.relay import Pacer
 from core.turn import RUN, SKIP, Exchanges, Paused, Turn, run_turn
@@ -34,10 +35,11 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks: their session (approvals and ratings belong to it) and address (rate limits)."""
+    """Who asks: their session (their latest reply, approvals and ratings belong to it) and address (rate limits)."""
 
     session: str
     address: str
+    returns: bool = False  # whether they can come back to a reply (a login, the owner cookie, a chat id) after a drop
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ChatService:
         self._pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
         self._exchanges = Exchanges()  # tool results this server produced, for later turns
         self._paused: dict[str, Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
+        self.runs = Runs(settings.stop_unwatched)  # replies running apart from the connections watching them
 
     # -- checks ------------------------------------------------------------------
     def problem(self, message: dict | str) -> str | None:
@@ -177,6 +180,39 @@ class ChatService:
         finally:  # Stop too: the log gets the turn as it ended
             config = {**self._config(model, chosen).as_dict(), "app_version": VERSION}
             self.recorder.turn(caller.session, history, message, turn, config)
+
+    def start(
+        self,
+        message: dict | str,
+        history: list[dict],
+        model: str,
+        chosen: Mapping[str, Any],
+        caller: Caller,
+        notify: Callable[[str], None] = lambda _: None,
+        approved: Mapping[str, bool] | None = None,
+        reply_id: str | None = None,
+    ) -> Run:
+        """turn(), run as its own task, the caller's session's latest reply: a connection that drops ends
+        only its follower (run.follow()), and a new one sees the reply from the start. Refused at once."""
+        if problem := self.problem(message) or self.not_offered(model):
+            raise Refused(problem)
+        turns = self.turn(message, history, model, chosen, caller, notify, approved)
+        return self.runs.start(caller.session, [*history, as_history_entry(message)], turns, reply_id)
+
+    async def follow(self, run: Run, caller: Caller) -> AsyncIterator[Turn]:
+        """The reply as it grows (run.follow()). If the caller goes before it ends and cannot come back, it stops."""
+        ended = False
+        try:
+            async for turn in run.follow():
+                yield turn
+            ended = True
+        finally:
+            if not ended and not caller.returns:
+                run.stop()  # its connection was the only way to it (gradio_client's job.cancel() is one)
+
+    def latest(self, caller: Caller) -> Run | None:
+        """The caller's session's latest reply, running or ended, if it is still kept."""
+        return self.runs.get(caller.session)
 
     async def answer(self, text: str, system_prompt: str = "") -> str:
         """One message's whole reply, for other agents (/mcp/); ValueError says what went wrong."""

@@ -64,6 +64,14 @@ def files_of(content: Any) -> list[str]:
     return paths
 
 
+def as_history_entry(message: dict | str) -> dict:
+    """The user's message as Gradio's ChatInterface adds it to the history it shows: files first, then the text."""
+    if isinstance(message, str):
+        return {"role": "user", "content": message}
+    files = [{"path": file.get("path") if isinstance(file, dict) else file} for file in message.get("files") or []]
+    return {"role": "user", "content": [*files, *([message["text"]] if message.get("text") else [])]}
+
+
 def size_of(message: Message) -> int:
     """A message's size in characters, as the history limit counts it."""
     content = message["content"]

@@ -9,20 +9,21 @@ is the UI message stream protocol (server-sent events of JSON chunks, then [DONE
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlparse
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
+from chat.runs import Run
 from chat.service import CONTROLS, Caller, ChatService, Refused
 from config import Network
 from core.turn import RUN, SKIP, ToolCall, Turn
 from pages.basic_auth import NEEDS_LOGIN, basic_user
+from pages.owners import owner
 from pages.proxies import client_address
 
 PATH = "/api/chat"
@@ -36,6 +37,7 @@ STREAM_HEADERS = {
     "x-accel-buffering": "no",
 }
 NO_CACHE = {"cache-control": "no-cache"}
+ABORTED = {"type": "abort", "reason": "stopped"}
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool-calls", "content_filter": "content-filter"}
 
 
@@ -199,6 +201,10 @@ class UIMessageStream:
         chunks.append({"type": "finish", "finishReason": reason, "messageMetadata": metadata(turn)})
         return chunks
 
+    def abort(self) -> list[dict]:
+        """The end of a reply that was stopped: what was sent stays."""
+        return [*self._close_all(), *([{"type": "finish-step"}] if self.sent_steps else []), ABORTED]
+
     def _grow(self, kind: str, index: int, shown: str) -> list[dict]:
         kept = self.text if kind == "text" else self.reasoning
         sent = kept.get(index, "")
@@ -297,9 +303,11 @@ def sse(chunk: dict | str) -> str:
     return f"data: {chunk if isinstance(chunk, str) else json.dumps(chunk, ensure_ascii=False)}\n\n"
 
 
-async def ui_stream(turns: AsyncIterator[Turn], asked: ChatRequest) -> AsyncIterator[str]:
-    writer = UIMessageStream(asked.continues or f"msg-{secrets.token_hex(8)}")
-    writer.calls.update(dict.fromkeys(asked.approved or (), "asked"))  # the client has these: only their results
+async def ui_stream(run: Run, turns: AsyncIterator[Turn], approved: Iterable[str] = ()) -> AsyncIterator[str]:
+    """The reply as the UI message stream, from its start (a follower that comes back gets it all again: the
+    transport replays it); `approved` are calls the client has, waiting for approval: only their results go."""
+    writer = UIMessageStream(run.reply_id)
+    writer.calls.update(dict.fromkeys(approved, "asked"))
     for chunk in writer.start():
         yield sse(chunk)
     turn = None
@@ -307,7 +315,7 @@ async def ui_stream(turns: AsyncIterator[Turn], asked: ChatRequest) -> AsyncIter
         for chunk in writer.update(turn):
             yield sse(chunk)
     if turn is not None:
-        for chunk in writer.finish(turn):
+        for chunk in writer.abort() if run.stopped else writer.finish(turn):
             yield sse(chunk)
     yield sse("[DONE]")
 
@@ -333,13 +341,27 @@ def api_chat_routes(
     def refused(sentence: str, status: int = 400) -> Response:
         return PlainTextResponse(sentence, status)  # the transport shows the body as the error's message
 
-    async def post(request: Request) -> Response:
+    def who(request: Request) -> Caller | Response:
+        """The caller, with the session their chats' ids go under (the login's, else the owner cookie's, else
+        anyone's: then the chat id alone is the way to it); or the refusal: no login, an origin not allowed."""
         user = basic_user(request.headers.get("authorization", ""), logins) if logins else ""
         if user is None:
             return PlainTextResponse(NEEDS_LOGIN, 401, headers={"www-authenticate": 'Basic realm="chat"'})
         origin = request.headers.get("origin")
         if origin and urlparse(origin).netloc != request.headers.get("host") and origin not in cors_origins:
             return refused(f"Calls from {origin} are off: start the app with --cors-origins {origin}.", 403)
+        peer = request.client.host if request.client else None
+        address = client_address(peer, request.headers.get("x-forwarded-for", ""), proxies)
+        whose = owner(request.headers.get("cookie", ""), user) or "anyone"
+        return Caller(f"api:{whose}:", address, returns=True)
+
+    def of_chat(caller: Caller, chat_id: str) -> Caller:
+        return replace(caller, session=caller.session + chat_id)  # its reply, approvals and ratings
+
+    async def post(request: Request) -> Response:
+        caller = who(request)
+        if isinstance(caller, Response):
+            return caller
         if "application/json" not in request.headers.get("content-type", ""):  # and so a browser asks first
             return refused("Send the request as JSON (Content-Type: application/json), as useChat does.", 415)
         raw = await _body(request)
@@ -352,23 +374,49 @@ def api_chat_routes(
         except Refused as exc:
             return refused(str(exc))
         message = {"text": asked.message, "files": []}
-        if problem := service.problem(message) or service.not_offered(asked.model):
-            return refused(problem)
-        peer = request.client.host if request.client else None
-        caller = Caller(
-            f"api:{user}:{asked.chat_id}", client_address(peer, request.headers.get("x-forwarded-for", ""), proxies)
-        )
+        caller = of_chat(caller, asked.chat_id)
         if asked.approved and not service.waits(caller):
             return refused("No tool call of this chat waits for an answer: send a new message.", 409)
-        turns = service.turn(message, asked.history, asked.model, asked.chosen, caller, approved=asked.approved)
+        try:
+            run = service.start(
+                message, asked.history, asked.model, asked.chosen, caller, approved=asked.approved,
+                reply_id=asked.continues,
+            )  # fmt: skip
+        except Refused as exc:
+            return refused(str(exc))
+        turns = service.follow(run, caller)  # an abort or a reload ends this request, not the reply
         if request.query_params.get("protocol") == "text":
             return StreamingResponse(text_stream(turns), media_type="text/plain; charset=utf-8", headers=NO_CACHE)
-        return StreamingResponse(ui_stream(turns, asked), media_type="text/event-stream", headers=STREAM_HEADERS)
+        stream = ui_stream(run, turns, asked.approved or ())
+        return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
 
     async def resume(request: Request) -> Response:
-        return Response(status_code=204)  # nothing to resume: a reply lives only in the request streaming it
+        """useChat({resume: true}) on load: the chat's reply from its start, if one is streaming; 204 if none."""
+        caller = who(request)
+        if isinstance(caller, Response):
+            return caller
+        caller = of_chat(caller, request.path_params["chat_id"])
+        run = service.latest(caller)
+        if run is None or not run.running:
+            return Response(status_code=204)
+        stream = ui_stream(run, service.follow(run, caller))
+        return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
 
-    return [(PATH, post, ["POST"]), (PATH + "/{chat_id}/stream", resume, ["GET"])]
+    async def stop(request: Request) -> Response:
+        """The chat's Stop: its reply ends (an aborted request only leaves it); 204 once it has."""
+        caller = who(request)
+        if isinstance(caller, Response):
+            return caller
+        caller = of_chat(caller, request.path_params["chat_id"])
+        if run := service.latest(caller):
+            await run.stopped_now()
+        return Response(status_code=204)
+
+    return [
+        (PATH, post, ["POST"]),
+        (PATH + "/{chat_id}/stream", resume, ["GET"]),
+        (PATH + "/{chat_id}/stop", stop, ["POST"]),
+    ]
 
 
 async def _body(request: Request) -> bytes | None:

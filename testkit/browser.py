@@ -101,19 +101,27 @@ def browser() -> Iterator:
 class Chat:
     """One browser tab on the app, with what it logged and where it tried to connect."""
 
-    def __init__(self, browser, url: str) -> None:
+    def __init__(self, browser, url: str, *, watch_requests: bool = True) -> None:
+        """watch_requests: route every request through the test, to record (and refuse) any beyond loopback;
+        that routing holds back a streamed response on a reloaded page, so tests of reloads go without."""
         self.context = browser.new_context(viewport={"width": 1100, "height": 800})
         self.console_errors: list[str] = []
         self.external_requests: list[str] = []
         self.responses: list = []
-        self.context.route("**/*", self._loopback_only)
+        if watch_requests:
+            self.context.route("**/*", self._loopback_only)
         self.context.add_init_script(RECORD_BOT_TEXTS)
         self.context.add_init_script(RECORD_FETCHED)
+        self.url = url
+        self.open()
+
+    def open(self) -> None:
+        """A new tab on the app, in this browser (its cookies): the one the other methods drive."""
         self.page = self.context.new_page()
         self.page.on("console", lambda msg: msg.type == "error" and self.console_errors.append(msg.text))
         self.page.on("pageerror", lambda exc: self.console_errors.append(str(exc)))
         self.page.on("response", lambda response: self.responses.append(response))
-        self.page.goto(url)
+        self.page.goto(self.url)
         # The chat's textbox comes first; the system prompt's is inside the accordion.
         self.textbox = self.page.locator('textarea[data-testid="textbox"]').first
         expect(self.textbox).to_be_editable()

@@ -311,8 +311,11 @@ def test_history_stays_out_of_the_browser_unless_save_history_is_on(browser, fak
                 if save_history:  # listed in the side panel
                     expect(past_chats.first).to_be_visible()
                     expect(chat.page.get_by_role("button", name="New chat")).to_be_visible()
-                else:  # the chat has rendered, empty: its examples show only in an empty chat
-                    expect(chat.page.get_by_text(EXAMPLES[0]).first).to_be_visible()
+                else:  # the server shows the visitor's last reply again; without its cookie, nothing is left
+                    expect(chat.bots).to_have_text([f"Echo: secret plan {save_history}"])
+                    chat.context.clear_cookies()
+                    chat.page.reload()
+                    expect(chat.page.get_by_text(EXAMPLES[0]).first).to_be_visible()  # shown in an empty chat only
                     expect(past_chats).to_have_count(0)
                     expect(chat.bots).to_have_count(0)
             finally:

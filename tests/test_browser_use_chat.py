@@ -103,6 +103,28 @@ def test_the_seed_page_streams_the_reply_in_and_stop_stops_it(browser, seed_page
         context.close()
 
 
+def test_a_reload_mid_reply_shows_the_reply_continuing_from_the_same_upstream_request(
+    browser, seed_page: str, server: FakeOpenAI
+):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(seed_page)
+        slow = " ".join(f"word{i}" for i in range(80))  # 4 s
+        server.default = Reply(text=slow, delay=0.05)
+        page.locator("input").fill("Talk slowly")
+        page.locator("input").press("Enter")
+        expect(page.locator(".assistant").last).to_contain_text("word3")
+        page.reload()
+        answer = page.locator(".assistant").last
+        expect(answer).to_contain_text("word1")  # the reply so far
+        assert answer.inner_text() != slow  # and still streaming
+        expect(answer).to_have_text(slow)
+        assert len(server.chat_requests) == 1 and not server.closed_early
+    finally:
+        context.close()
+
+
 def test_a_page_on_an_origin_not_listed_reads_why_it_is_refused(
     browser, page_origin: tuple[str, Path], fake_server: FakeOpenAI
 ):

@@ -88,3 +88,43 @@ def test_export_and_load_carry_the_conversation_and_its_settings(server: FakeOpe
     )
     with pytest.raises(Refused, match="The file is not JSON"):
         service.load(b"\x00 not json")
+
+
+def test_a_reply_runs_apart_from_its_followers_and_stops_when_unwatched_if_the_host_says_so(server: FakeOpenAI):
+    slow = " ".join(f"w{i}" for i in range(200))  # 4 s
+
+    async def leave_after_a_few(service: ChatService, caller: Caller) -> tuple:
+        run = service.start({"text": "Talk", "files": []}, [], "fake-model", {}, caller)
+        async for turn in service.follow(run, caller):
+            if len(turn.text) > 10:
+                break  # the page went away
+        await asyncio.sleep(0.5)
+        left_running = run.running
+        again = [turn.text async for turn in service.follow(service.latest(caller), caller)]  # a reload
+        return left_running, again[-1], run.stopped
+
+    server.default = Reply(text=slow, delay=0.02)
+    returning = Caller("page:visitor-1", "127.0.0.1", returns=True)
+    running, text, stopped = asyncio.run(leave_after_a_few(service_for(server), returning))
+    assert (running, text, stopped) == (True, slow, False)  # the whole reply, from one request
+    assert len(server.chat_requests) == 1 and not server.closed_early
+
+    server.reset()
+    server.default = Reply(text=slow, delay=0.02)
+    gone = asyncio.run(leave_after_a_few(service_for(server), ME))  # a caller who cannot come back
+    assert gone[0] is False and gone[2] is True and server.wait_for(lambda: server.closed_early, timeout=1.0)
+
+    server.reset()
+    server.default = Reply(text=slow, delay=0.02)
+
+    async def unwatched() -> bool:
+        service = service_for(server, stop_unwatched=0.3)
+        run = service.start({"text": "Talk", "files": []}, [], "fake-model", {}, returning)
+        async for turn in service.follow(run, returning):
+            if turn.text:
+                break
+        await asyncio.sleep(1.0)
+        return run.stopped
+
+    assert asyncio.run(unwatched()) is True  # --stop-unwatched 0.3: nobody watched, so it stopped
+    assert server.wait_for(lambda: server.closed_early, timeout=1.0)

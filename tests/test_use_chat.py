@@ -26,6 +26,10 @@ def user(text: str, id: str = "u1") -> dict:
     return {"id": id, "role": "user", "parts": [{"type": "text", "text": text}]}
 
 
+def basic(name: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
 def types(result: dict) -> list[str]:
     return [chunk["type"] for chunk in result["chunks"]]
 
@@ -144,16 +148,58 @@ def test_a_provider_error_arrives_as_the_chats_sentence_never_the_key(app_url: s
     assert SENTINEL_KEY not in json.dumps(result)
 
 
-def test_abort_closes_the_upstream_within_a_second_and_the_client_keeps_the_partial_reply(
+def test_an_aborted_request_leaves_the_reply_running_and_a_reconnect_gets_it_whole_from_one_upstream_request(
     app_url: str, server: FakeOpenAI
 ):
-    slow = " ".join(f"word{i}" for i in range(600))  # a minute: the abort comes long before the end
+    """A reload aborts the request; useChat({resume: true}) then asks for the chat's stream (GET .../stream)."""
+    slow = " ".join(f"word{i}" for i in range(60))  # 3 s: the abort and the reconnect come mid-reply
+    server.default = Reply(text=slow, delay=0.05)
+    aborted = use_chat(app_url, [user("Talk slowly")], abortAfter=3, chatId="reload-1")
+    assert aborted["error"] == "aborted"
+    resumed = use_chat(app_url, [], resume=True, chatId="reload-1")
+    assert resumed["error"] is None
+    assert text_of(resumed["message"]) == slow  # exactly what the provider sent
+    assert resumed["message"]["id"] == aborted["message"]["id"]  # the same reply, replayed from its start
+    assert types(resumed)[-1] == "finish"
+    assert len(server.chat_requests) == 1 and not server.closed_early  # one upstream request, never cut
+    nothing = use_chat(app_url, [], resume=True, chatId="reload-1")  # it has ended: nothing streams
+    assert (nothing["message"], nothing["error"]) == (None, None)
+
+
+def test_a_reply_nobody_watches_completes_on_the_server(app_url: str, server: FakeOpenAI):
+    server.default = Reply(text=" ".join(f"w{i}" for i in range(20)), delay=0.05)
+    use_chat(app_url, [user("Go on without me")], abortAfter=2, chatId="closed-tab")
+    assert server.wait_for(lambda: server.streams_completed == 1, timeout=5.0)
+    assert not server.closed_early
+
+
+def test_the_stop_endpoint_closes_the_upstream_within_a_second_and_the_client_keeps_the_partial_reply(
+    app_url: str, server: FakeOpenAI
+):
+    slow = " ".join(f"word{i}" for i in range(600))  # a minute: the stop comes long before the end
     server.default = Reply(text=slow, delay=0.1)
-    result = use_chat(app_url, [user("Talk slowly")], abortAfter=3)
+    result = use_chat(app_url, [user("Talk slowly")], stopAfter=3, chatId="stop-1")
     assert server.wait_for(lambda: server.closed_early, timeout=1.0), "the upstream stream stayed open"
-    assert result["error"] == "aborted"
+    assert (result["error"], result["stopped"]) == (None, 204)
+    assert types(result)[-1] == "abort"  # the stream says it was stopped, not finished
     partial = text_of(result["message"])
     assert partial and slow.startswith(partial) and len(partial) < len(slow)
+
+
+def test_nobody_else_resumes_or_stops_a_chat_even_with_its_id(fake_server: FakeOpenAI):
+    fake_server.reset()
+    logins = (("ada", "pw-ada"), ("bob", "pw-bob"))
+    with launched(remote_settings(fake_server, auth=logins)) as url:
+        slow = " ".join(f"word{i}" for i in range(60))
+        fake_server.default = Reply(text=slow, delay=0.05)
+        ada, bob = (basic(name, word) for name, word in logins)
+        use_chat(url, [user("mine")], abortAfter=2, chatId="private", headers=ada)
+        theirs = use_chat(url, [], resume=True, chatId="private", headers=bob)
+        assert theirs["message"] is None  # to bob there is no such chat streaming
+        assert httpx.post(url + "api/chat/private/stop", headers=bob).status_code == 204
+        assert not fake_server.closed_early  # and his stop stopped nothing
+        mine = use_chat(url, [], resume=True, chatId="private", headers=ada)
+        assert text_of(mine["message"]) == slow
 
 
 def test_the_plain_text_stream_works_too(app_url: str, server: FakeOpenAI):
@@ -241,13 +287,13 @@ def test_the_client_package_is_pinned_with_its_lockfile():
         assert lock["packages"][f"node_modules/{name}"]["version"] == version
 
 
-def test_an_aborted_reply_is_logged_as_stopped_with_its_partial_text(fake_server: FakeOpenAI, tmp_path: Path):
+def test_a_stopped_reply_is_logged_as_stopped_with_its_partial_text(fake_server: FakeOpenAI, tmp_path: Path):
     fake_server.reset()
     store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
     try:
         with launched(remote_settings(fake_server), store=store) as url:
             fake_server.default = Reply(text=" ".join(f"w{i}" for i in range(300)), delay=0.05)
-            use_chat(url, [user("talk")], abortAfter=3, chatId="aborted-chat")
+            use_chat(url, [user("talk")], stopAfter=3, chatId="stopped-chat")
             assert fake_server.wait_for(lambda: fake_server.closed_early, timeout=1.0)
             [row] = logged_turns(store)
             assert (row["message"], row["status"]) == ("talk", "stopped")

@@ -1,8 +1,12 @@
 // The AI SDK's DefaultChatTransport (or TextStreamChatTransport) against the app's /api/chat, as useChat drives it.
 //   node chat_client.mjs REQUEST_JSON
-// REQUEST_JSON: {"api", "messages", "body"?, "protocol"?: "text", "abortAfter"?: chunks, "headers"?}
+// REQUEST_JSON: {"api", "messages", "chatId"?, "body"?, "protocol"?: "text", "headers"?,
+//   "abortAfter"?: text deltas, then the request is aborted (a reload does that),
+//   "stopAfter"?: text deltas, then the chat's stop endpoint is called and the stream read to its end,
+//   "resume"?: true: reconnect to the chat's stream (GET {api}/{chatId}/stream), as useChat({resume: true}) does}
 // When the last message is the assistant's (answers to its tool approvals), the reply continues it, as Chat does.
-// Prints one JSON line: the chunks received, the assistant message they build, and the error, if any.
+// Prints one JSON line: the chunks received, the assistant message they build (null if there was no stream to
+// resume), and the error, if any.
 import { DefaultChatTransport, TextStreamChatTransport, readUIMessageStream } from 'ai';
 
 const request = JSON.parse(process.argv[2]);
@@ -12,24 +16,37 @@ const abort = new AbortController();
 const chunks = [];
 let error = null;
 let message = null;
+const chatId = request.chatId ?? 'chat-1';
+let stopping = null;
 try {
-  const stream = await transport.sendMessages({
-    chatId: request.chatId ?? 'chat-1',
-    messages: request.messages,
-    trigger: 'submit-message',
-    messageId: undefined,
-    abortSignal: abort.signal,
-  });
+  const stream = request.resume
+    ? await transport.reconnectToStream({ chatId, abortSignal: abort.signal })
+    : await transport.sendMessages({
+        chatId,
+        messages: request.messages,
+        trigger: 'submit-message',
+        messageId: undefined,
+        abortSignal: abort.signal,
+      });
+  if (stream === null) {
+    process.stdout.write(JSON.stringify({ chunks, message, error }) + '\n');
+    process.exit(0);
+  }
   const [recorded, built] = stream.tee();
   const reading = (async () => {
     for await (const chunk of recorded) {
       chunks.push(chunk);
-      if (request.abortAfter && chunks.filter((c) => c.type === 'text-delta').length >= request.abortAfter) {
+      const deltas = chunks.filter((c) => c.type === 'text-delta').length;
+      if (request.abortAfter && deltas >= request.abortAfter) {
         abort.abort();
+      }
+      if (request.stopAfter && deltas >= request.stopAfter && stopping === null) {
+        const url = `${request.api.split('?')[0]}/${encodeURIComponent(chatId)}/stop`;
+        stopping = fetch(url, { method: 'POST', headers: request.headers }).then((r) => r.status);
       }
     }
   })();
-  const last = request.messages.at(-1);
+  const last = request.messages.at(-1) ?? { role: 'user' };
   const continued = last.role === 'assistant' ? structuredClone(last) : undefined;
   for await (const state of readUIMessageStream({ message: continued, stream: built, onError: (e) => { error = e.message; } })) {
     message = state;
@@ -38,4 +55,5 @@ try {
 } catch (e) {
   error = abort.signal.aborted ? 'aborted' : e.message;
 }
-process.stdout.write(JSON.stringify({ chunks, message, error }) + '\n');
+const stopped = stopping === null ? null : await stopping;
+process.stdout.write(JSON.stringify({ chunks, message, error, stopped }) + '\n');

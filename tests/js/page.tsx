@@ -1,18 +1,21 @@
 // The seed's app/page.tsx (../shared/seed-stream-text-with-chat-prompt.md), adapted only to the current
 // useChat API: the transport names the endpoint (this app's /api/chat, from NEXT_PUBLIC_CHAT_API as
 // Next.js inlines it), sendMessage replaces append, the input is the page's own state, a message shows
-// its text parts, and a Stop button calls stop().
+// its text parts, the chat keeps its id across reloads and resumes a reply that is streaming, and a Stop
+// button ends the reply on the server (stop() alone only leaves it).
 'use client';
 
 import { useChat } from '@ai-sdk/react';
 import { DefaultChatTransport } from 'ai';
 import { useState } from 'react';
 
-const transport = new DefaultChatTransport({ api: process.env.NEXT_PUBLIC_CHAT_API, credentials: 'include' });
+const api = process.env.NEXT_PUBLIC_CHAT_API;
+const transport = new DefaultChatTransport({ api, credentials: 'include' });
 
 export default function Page() {
   const [input, setInput] = useState('');
-  const { messages, sendMessage, stop, status, error } = useChat({ transport });
+  const [id] = useState(() => (typeof window === 'undefined' ? '' : (sessionStorage.chatId ??= crypto.randomUUID())));
+  const { messages, sendMessage, stop, status, error } = useChat({ id, transport, resume: true });
 
   return (
     <div>
@@ -28,7 +31,13 @@ export default function Page() {
           }
         }}
       />
-      <button onClick={() => stop()} disabled={status !== 'streaming' && status !== 'submitted'}>
+      <button
+        onClick={() => {
+          stop();
+          fetch(`${api}/${id}/stop`, { method: 'POST', credentials: 'include' });
+        }}
+        disabled={status !== 'streaming' && status !== 'submitted'}
+      >
         Stop
       </button>
 

@@ -1,0 +1,136 @@
+"""Replies that run on the server apart from the connections watching them: started once, followed by any number.
+
+A page reload, a dropped phone connection or a closed tab ends a follower, not the reply: it goes on (bounded by
+--deadline and max tokens, or by --stop-unwatched) and a new follower sees it from the start, then as it grows.
+Stop ends the reply itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from core.turn import Turn
+
+MAX_KEPT = 10_000  # conversations whose last reply is kept for a follower to come back to; the oldest go first
+
+
+@dataclass(eq=False)
+class Run:
+    """One reply running as its own task. `before` is the conversation up to it, as the page shows it."""
+
+    key: str
+    before: list[dict]
+    reply_id: str = field(default_factory=lambda: f"msg-{secrets.token_hex(8)}")  # the same for every follower
+    turn: Turn | None = None  # the reply as it grows: the same object, updated in place
+    task: asyncio.Task | None = None
+    version: int = 0  # +1 at each update; a follower yields when it has not seen the newest
+    watchers: int = 0
+    unwatched_since: float | None = None
+    stop_unwatched: float = 0.0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def drive(self, turns: AsyncIterator[Turn]) -> None:
+        try:
+            async for turn in turns:
+                self.turn = turn
+                self._update()
+        finally:
+            self._update()  # followers see the end: done, failed, or stopped
+
+    def _update(self) -> None:
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    @property
+    def stopped(self) -> bool:
+        return self.task is not None and self.task.cancelled()
+
+    def messages(self) -> list[dict]:
+        """The conversation with the reply as far as it is."""
+        return [*self.before, *(self.turn.messages() if self.turn else [{"role": "assistant", "content": ""}])]
+
+    async def follow(self) -> AsyncIterator[Turn]:
+        """The reply from the start, then each update until it ends. A failure that refused the message
+        (raised before the reply began) is raised here."""
+        seen = 0
+        self.watchers += 1
+        self.unwatched_since = None
+        try:
+            while True:
+                changed = self._changed
+                if self.version != seen:
+                    seen = self.version
+                    if self.turn is not None:
+                        yield self.turn
+                    continue
+                if self.task is None or self.task.done():
+                    break
+                await changed.wait()
+            if self.task is not None and not self.task.cancelled() and self.task.exception():
+                raise self.task.exception()  # type: ignore[misc]
+        finally:
+            self.watchers -= 1
+            if not self.watchers:
+                self.unwatched_since = time.monotonic()
+                if self.stop_unwatched and self.running:
+                    asyncio.get_running_loop().call_later(self.stop_unwatched, self._stop_if_unwatched)
+
+    def _stop_if_unwatched(self) -> None:
+        left = self.unwatched_since  # None: someone watches again (each leaving sets its own timer)
+        if self.watchers == 0 and left is not None and time.monotonic() - left >= self.stop_unwatched * 0.99:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the reply: its upstream request is closed, the text so far kept (the log marks it stopped)."""
+        if self.running:
+            self.task.cancel()  # type: ignore[union-attr]
+
+    async def stopped_now(self) -> None:
+        """stop(), and wait until the reply has ended."""
+        self.stop()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
+class Runs:
+    """The replies of this process by conversation key: the one running, or the last one, of each."""
+
+    def __init__(self, stop_unwatched: float = 0.0) -> None:
+        self.stop_unwatched = stop_unwatched  # seconds a reply goes on with no follower (0: until it ends)
+        self._by_key: OrderedDict[str, Run] = OrderedDict()
+
+    def start(self, key: str, before: list[dict], turns: AsyncIterator[Turn], reply_id: str | None = None) -> Run:
+        """Run `turns` as a task, the conversation's latest reply. An earlier one still running goes on for
+        those who watch it (two tabs of one visitor)."""
+        run = Run(key, before, stop_unwatched=self.stop_unwatched)
+        run.reply_id = reply_id or run.reply_id
+        run.task = asyncio.get_running_loop().create_task(run.drive(turns), name=f"reply {key}")
+        self._by_key[key] = run
+        self._by_key.move_to_end(key)
+        while len(self._by_key) > MAX_KEPT:
+            oldest = next(iter(self._by_key))
+            if self._by_key[oldest].running:
+                break  # a running reply is never forgotten; the kept ones shrink once it ends
+            del self._by_key[oldest]
+        return run
+
+    def get(self, key: str) -> Run | None:
+        return self._by_key.get(key)
+
+    def forget(self, key: str) -> None:
+        """The conversation was cleared: a follower coming back finds nothing (a running reply goes on)."""
+        self._by_key.pop(key, None)
+
+    def running(self) -> int:
+        return sum(run.running for run in self._by_key.values())

@@ -1,0 +1,74 @@
+"""Who a conversation belongs to: the signed-in user, or an anonymous visitor by an id the server issues in a cookie.
+
+The id is unguessable, HttpOnly (a page's script cannot read it) and never in a URL, unlike Gradio's
+session_hash. What the app keeps and logs is a hash of it, so the log holds no credential."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from http.cookies import SimpleCookie
+
+COOKIE = "chat_owner"
+MAX_AGE = 365 * 24 * 3600  # a year: the visitor's conversations stay theirs as long as the browser keeps it
+_ISSUED = re.compile(r"[A-Za-z0-9_-]{32}")  # what issue() makes; anything else is not ours
+
+
+def issue() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def cookie_owner(cookie_header: str) -> str | None:
+    """The owner a Cookie header names (a hash of the id we issued), or None without a valid one."""
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(cookie_header)
+    except Exception:  # a malformed header names no owner
+        return None
+    morsel = jar.get(COOKIE)
+    if morsel is None or not _ISSUED.fullmatch(morsel.value):
+        return None
+    return "visitor-" + hashlib.sha256(morsel.value.encode()).hexdigest()[:32]
+
+
+def owner(cookie_header: str, username: str | None) -> str | None:
+    """Whose conversation this is: the signed-in user's, else the cookie's visitor's; None when neither
+    (an API client that keeps no cookie: nobody can come back to its reply)."""
+    return f"user-{username}" if username else cookie_owner(cookie_header)
+
+
+def set_cookie_header(value: str, secure: bool) -> bytes:
+    # In Hugging Face's page a Space runs in a cross-site frame, where only a SameSite=None (so Secure)
+    # cookie is sent; Partitioned keeps it to that frame (and lets browsers that block third-party cookies keep it).
+    site = "SameSite=None; Secure; Partitioned" if secure else "SameSite=Lax"
+    return f"{COOKIE}={value}; Max-Age={MAX_AGE}; Path=/; HttpOnly; {site}".encode()
+
+
+class OwnerCookie:
+    """ASGI middleware: a page sent to a browser without the owner cookie sets one."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if cookie_owner(headers.get(b"cookie", b"").decode("latin-1")) is not None:
+            await self.app(scope, receive, send)
+            return
+        forwarded = headers.get(b"x-forwarded-proto", b"").decode("latin-1").split(",")[0].strip()
+        secure = (forwarded or scope.get("scheme")) == "https"
+
+        async def with_cookie(message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = message.get("headers", [])
+                kind = next((v for k, v in response_headers if k.lower() == b"content-type"), b"")
+                if kind.startswith(b"text/html"):  # a page, not each of its files (they load in parallel)
+                    cookie = (b"set-cookie", set_cookie_header(issue(), secure))
+                    message = {**message, "headers": [*response_headers, cookie]}
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
