@@ -146,38 +146,41 @@ def build_app(
     ) -> AsyncIterator[list[dict]]:
         """Stream the assistant's reply to `message`, given the conversation and the chat's settings by name."""
         asking = caller(request)
+        conversation = service.conversation_for(asking, request.session_hash or "", history)
         try:
-            run = service.start(message, history, model, chosen, asking, notify=gr.Info)
+            run = service.start(message, history, model, chosen, asking, notify=gr.Info, conversation=conversation)
         except Refused as exc:
             raise refuse(str(exc)) from None  # the conversation stays as it was
         async for turn in service.follow(run, asking):  # a reload or a dropped connection ends this, not the reply
             yield turn.messages()
 
     async def resume(request: gr.Request) -> AsyncIterator[tuple]:
-        """On page load: the visitor's latest reply, with the conversation before it; as it grows if it runs."""
+        """On page load: the conversation the visitor had open, and its reply as it grows if it runs."""
         asking = caller(request)
-        run = service.latest(asking) if asking.returns else None
-        if run is None:
-            yield gr.skip(), gr.skip(), gr.skip()
+        found = await service.reopen(asking, request.session_hash or "")
+        if found is None:
+            yield gr.skip(), gr.skip()
+            return
+        shown, run = found
+        if run is None:  # kept in the store: it ended
+            yield shown, gr.skip()
             return
         # While it runs, the textbox is as ChatInterface leaves it during a reply: Stop in place of Send.
         running = run.running
         streaming = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True) if running else gr.skip()
         async for _ in service.follow(run, asking):
-            shown = run.messages()
-            yield shown, shown, streaming
+            yield run.messages(), streaming
         if running:
-            shown = run.messages()
-            yield shown, shown, gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+            yield run.messages(), gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
 
     def stop(request: gr.Request) -> None:
         """The Stop button: the reply ends (a reload would only leave it)."""
-        if run := service.latest(caller(request)):
+        if run := service.showing(caller(request), request.session_hash or ""):
             run.stop()
 
     def forget(request: gr.Request) -> None:
         """The chat was cleared: a reload shows a new one."""
-        service.runs.forget(caller(request).session)
+        service.clear(caller(request), request.session_hash or "")
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
@@ -267,7 +270,9 @@ def build_app(
             analytics_enabled=False,
         )
         # A reply runs apart from the page: a reload shows it, and Stop (not a reload) ends it.
-        demo.load(resume, None, [chat_ui.chatbot, chat_ui.chatbot_state, chat_ui.textbox], api_visibility="private")
+        demo.load(resume, None, [chat_ui.chatbot, chat_ui.textbox], api_visibility="private").then(
+            lambda shown: shown, chat_ui.chatbot, chat_ui.chatbot_state, queue=False, api_visibility="private"
+        )  # the history the chat sends next, in the shape ChatInterface keeps it (as its own events do)
         chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")
         chat_ui.chatbot.clear(forget, None, None, queue=False, api_visibility="private")
         if store is not None:

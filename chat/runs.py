@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from core.turn import Turn
@@ -25,13 +25,16 @@ class Run:
 
     key: str
     before: list[dict]
+    owner: str = ""  # whose it is: only they follow, stop or see it
     reply_id: str = field(default_factory=lambda: f"msg-{secrets.token_hex(8)}")  # the same for every follower
     turn: Turn | None = None  # the reply as it grows: the same object, updated in place
     task: asyncio.Task | None = None
     version: int = 0  # +1 at each update; a follower yields when it has not seen the newest
     watchers: int = 0
+    ended: str = ""  # "" while it runs, then "done" or "stopped"
     unwatched_since: float | None = None
     stop_unwatched: float = 0.0
+    on_change: Callable[[Run], None] | None = None  # told of each update and of the end (the store saves it)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def drive(self, turns: AsyncIterator[Turn]) -> None:
@@ -39,13 +42,19 @@ class Run:
             async for turn in turns:
                 self.turn = turn
                 self._update()
+        except asyncio.CancelledError:
+            self.ended = "stopped"
+            raise
         finally:
-            self._update()  # followers see the end: done, failed, or stopped
+            self.ended = self.ended or "done"  # a failure too: the turn says so
+            self._update()  # followers see the end
 
     def _update(self) -> None:
         self.version += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if self.on_change is not None:
+            self.on_change(self)
 
     @property
     def running(self) -> bool:
@@ -110,10 +119,19 @@ class Runs:
         self.stop_unwatched = stop_unwatched  # seconds a reply goes on with no follower (0: until it ends)
         self._by_key: OrderedDict[str, Run] = OrderedDict()
 
-    def start(self, key: str, before: list[dict], turns: AsyncIterator[Turn], reply_id: str | None = None) -> Run:
+    def start(
+        self,
+        key: str,
+        before: list[dict],
+        turns: AsyncIterator[Turn],
+        *,
+        owner: str = "",
+        reply_id: str | None = None,
+        on_change: Callable[[Run], None] | None = None,
+    ) -> Run:
         """Run `turns` as a task, the conversation's latest reply. An earlier one still running goes on for
         those who watch it (two tabs of one visitor)."""
-        run = Run(key, before, stop_unwatched=self.stop_unwatched)
+        run = Run(key, before, owner=owner, stop_unwatched=self.stop_unwatched, on_change=on_change)
         run.reply_id = reply_id or run.reply_id
         run.task = asyncio.get_running_loop().create_task(run.drive(turns), name=f"reply {key}")
         self._by_key[key] = run
@@ -125,12 +143,10 @@ class Runs:
             del self._by_key[oldest]
         return run
 
-    def get(self, key: str) -> Run | None:
-        return self._by_key.get(key)
-
-    def forget(self, key: str) -> None:
-        """The conversation was cleared: a follower coming back finds nothing (a running reply goes on)."""
-        self._by_key.pop(key, None)
+    def get(self, key: str, owner: str = "") -> Run | None:
+        """The conversation's latest reply, if it is the owner's."""
+        run = self._by_key.get(key)
+        return run if run is not None and run.owner == owner else None
 
     def running(self) -> int:
         return sum(run.running for run in self._by_key.values())

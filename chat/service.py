@@ -5,7 +5,11 @@ asking, and turns a Refused into what its page shows."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,19 +17,23 @@ from typing import Any
 from chat.runs import Run, Runs
 from chat.transcript import ChatConfig, ImportProblem, from_json, to_json, to_markdown
 from config import VERSION, Settings, chat_controls
-from core.errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe
+from core.errors import RETRY, ImagesNotSupported, ReplyCutOff, UnreadableAttachment, describe, with_notice
 from core.events import GenerationParams
 from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim_history
-from core.history import as_history_entry, to_provider_messages
+from core.history import as_history_entry, text_of, to_provider_messages
 from core.redaction import Redactor
 from core.relay import Pacer
 from core.turn import RUN, SKIP, Exchanges, Paused, Turn, run_turn
 from providers.base import ChatBackend
-from storage.logs import LogStore
+from storage.logs import ConversationRecord, LogStore, now
 from storage.recorder import Recorder
 from tools.hub import ToolHub
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
+SAVE_EVERY = 2.0  # seconds between saves of a streaming reply: what a crash can lose of it
+TITLE_CHARS = 80  # a conversation's title: the start of its first message
+MAX_TABS = 10_000  # page tabs (and owners) whose open conversation is remembered; the oldest go first
+INTERRUPTED = f"The app restarted before this reply finished. {RETRY}."
 CONTROLS = chat_controls()  # the settings each chat changes (config.Settings declares them)
 
 
@@ -79,6 +87,8 @@ class ChatService:
         self._exchanges = Exchanges()  # tool results this server produced, for later turns
         self._paused: dict[str, Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
         self.runs = Runs(settings.stop_unwatched)  # replies running apart from the connections watching them
+        self._tabs: OrderedDict[str, str | None] = OrderedDict()  # a page tab -> the conversation it shows
+        self._current: OrderedDict[str, str | None] = OrderedDict()  # an owner -> the one they had open last
 
     # -- checks ------------------------------------------------------------------
     def problem(self, message: dict | str) -> str | None:
@@ -191,13 +201,91 @@ class ChatService:
         notify: Callable[[str], None] = lambda _: None,
         approved: Mapping[str, bool] | None = None,
         reply_id: str | None = None,
+        conversation: str | None = None,
     ) -> Run:
         """turn(), run as its own task, the caller's session's latest reply: a connection that drops ends
         only its follower (run.follow()), and a new one sees the reply from the start. Refused at once."""
         if problem := self.problem(message) or self.not_offered(model):
             raise Refused(problem)
         turns = self.turn(message, history, model, chosen, caller, notify, approved)
-        return self.runs.start(caller.session, [*history, as_history_entry(message)], turns, reply_id)
+        key = conversation or caller.session
+        kept = self.store is not None and conversation is not None and caller.returns
+        return self.runs.start(
+            key,
+            [*history, as_history_entry(message)],
+            turns,
+            owner=caller.session,
+            reply_id=reply_id,
+            on_change=self._saver(caller.session) if kept else None,
+        )
+
+    def _saver(self, owner: str) -> Callable[[Run], None]:
+        """Save the run's conversation for its owner: as it streams, every SAVE_EVERY seconds; then as it ended."""
+        created, saved = now(), [0.0]
+
+        def save(run: Run) -> None:
+            if not run.ended and time.monotonic() - saved[0] < SAVE_EVERY:
+                return
+            saved[0] = time.monotonic()
+            title = next((text_of(m["content"]) for m in run.before if m.get("role") == "user"), "")
+            record = ConversationRecord(
+                run.key, owner, title[:TITLE_CHARS] or "Untitled", created, now(), run.ended or "streaming",
+                run.messages(),
+            )  # fmt: skip
+            self.store.save_conversation(record)  # type: ignore[union-attr]
+
+        return save
+
+    def conversation_for(self, caller: Caller, tab: str, history: list[dict]) -> str | None:
+        """The conversation a message from this page tab goes on: the one it shows, or a new one (None: the
+        caller has no owner to keep it for)."""
+        if not caller.returns:
+            return None
+        conversation = (self._tabs.get(tab) if history else None) or str(uuid.uuid4())
+        self._showing(caller, tab, conversation)
+        return conversation
+
+    def _showing(self, caller: Caller, tab: str, conversation: str | None) -> None:
+        for seen, key, value in ((self._tabs, tab, conversation), (self._current, caller.session, conversation)):
+            seen[key] = value
+            seen.move_to_end(key)
+            while len(seen) > MAX_TABS:
+                seen.popitem(last=False)
+
+    async def reopen(self, caller: Caller, tab: str) -> tuple[list[dict], Run | None] | None:
+        """What a page tab shows as it loads: the conversation its owner had open last (after a restart, their
+        newest one in the store), with its reply if it runs here; None for a new chat."""
+        if not caller.returns:
+            return None
+        if caller.session in self._current:
+            conversation = self._current[caller.session]
+        elif self.store is not None:
+            newest = await asyncio.to_thread(self.store.owned, caller.session, 1)
+            conversation = newest[0]["id"] if newest else None
+        else:
+            conversation = None
+        if conversation is None:
+            return None
+        self._showing(caller, tab, conversation)
+        if run := self.runs.get(conversation, caller.session):
+            return run.messages(), run
+        stored = await asyncio.to_thread(self.store.opened, caller.session, conversation) if self.store else None
+        if stored is None:
+            return None
+        shown = stored["messages"]
+        if stored["status"] == "interrupted" and shown and shown[-1].get("role") == "assistant":
+            shown[-1] = {**shown[-1], "content": with_notice(text_of(shown[-1]["content"]), INTERRUPTED)}
+        return shown, None
+
+    def clear(self, caller: Caller, tab: str) -> None:
+        """The tab's chat was cleared: its next message starts a new conversation, and so does a reload."""
+        if caller.returns:
+            self._showing(caller, tab, None)
+
+    def showing(self, caller: Caller, tab: str) -> Run | None:
+        """The reply of the conversation this tab shows, if it runs (or ran) here."""
+        conversation = self._tabs.get(tab)
+        return self.runs.get(conversation, caller.session) if conversation else self.latest(caller)
 
     async def follow(self, run: Run, caller: Caller) -> AsyncIterator[Turn]:
         """The reply as it grows (run.follow()). If the caller goes before it ends and cannot come back, it stops."""
@@ -211,8 +299,8 @@ class ChatService:
                 run.stop()  # its connection was the only way to it (gradio_client's job.cancel() is one)
 
     def latest(self, caller: Caller) -> Run | None:
-        """The caller's session's latest reply, running or ended, if it is still kept."""
-        return self.runs.get(caller.session)
+        """The caller's session's latest reply (an API chat's), running or ended, if it is still kept."""
+        return self.runs.get(caller.session, caller.session)
 
     async def answer(self, text: str, system_prompt: str = "") -> str:
         """One message's whole reply, for other agents (/mcp/); ValueError says what went wrong."""

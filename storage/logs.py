@@ -48,6 +48,18 @@ turns = sa.Table(
     sa.Column("feedback", sa.Integer),  # 1 thumbs up, -1 down, None not rated
     sa.Column("comment", sa.Text),  # added by migration 0002
 )
+conversations = sa.Table(  # added by migration 0004
+    "chat_conversations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(80), nullable=False),  # "user-<login>" or "visitor-<hash of the owner cookie>"
+    sa.Column("title", sa.Text, nullable=False),  # from the first message
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # done, streaming, stopped, interrupted (the app died)
+    sa.Column("messages", sa.JSON, nullable=False),  # the chat's messages as the page shows them
+    sa.Index("ix_chat_conversations_owner_updated", "owner", "updated"),
+)
 votes = sa.Table(
     "chat_votes",
     metadata,
@@ -159,6 +171,19 @@ class TurnRecord:
     notice: str = ""
 
 
+@dataclass
+class ConversationRecord:
+    """A conversation as the store keeps it for its owner."""
+
+    id: str
+    owner: str
+    title: str
+    created: datetime
+    updated: datetime
+    status: str  # done, streaming, stopped, interrupted
+    messages: list[dict]
+
+
 class LogStore:
     """The log. Writes go through a queue to one thread, so the chat never waits for the database;
     a failed write is one line in the app's log and the chat goes on."""
@@ -171,12 +196,14 @@ class LogStore:
         self._thread = threading.Thread(target=self._write_forever, name="chat-log", daemon=True)
         self.problem: str | None = "not opened"  # why the log cannot be written now; None when it can
         self.found_schema: str | None = None  # the revision the database was at when opened
+        self._lock = threading.Lock()
+        self._newest: dict[str, dict] = {}  # by conversation: its newest save not yet written
 
     def open(self) -> LogStore:
         """Start writing; create or migrate the schema. If the database cannot be used now, self.problem
         says why, and each write tries again (one line in the app's log per failed write)."""
+        self._ready()  # before the writer starts: one migration at a time
         self._thread.start()
-        self._ready()
         self.forget_old()
         return self
 
@@ -185,6 +212,11 @@ class LogStore:
             return True
         try:
             self.found_schema = migrate(self.engine)
+            with self.engine.begin() as connection:
+                # A reply that was streaming when the app last stopped will not finish: say so. (One process
+                # per database; replicas would need to know whose reply it was.)
+                streaming = conversations.c.status == "streaming"
+                connection.execute(conversations.update().where(streaming).values(status="interrupted"))
         except NewerSchema as exc:
             self.problem = str(exc)
             return False
@@ -260,8 +292,37 @@ class LogStore:
         row = dict(id=str(uuid.uuid4()), session=session, created=now(), message=message, a=a, b=b, vote=vote)
         self._queue.put(lambda connection: connection.execute(votes.insert().values(**row)))
 
+    def save_conversation(self, record: ConversationRecord) -> None:
+        """Create or replace a conversation. Saves of one conversation that wait for the database are
+        merged: only its newest is written."""
+        row = json.loads(json.dumps(record.__dict__, default=str))  # a copy, as it is now, in JSON's types
+        row["created"], row["updated"] = record.created, record.updated
+        with self._lock:
+            queued = record.id in self._newest
+            self._newest[record.id] = row
+        if not queued:
+            self._queue.put(lambda connection: self._write_newest(connection, record.id))
+
+    def _write_newest(self, connection: Connection, conversation: str) -> None:
+        with self._lock:
+            row = self._newest[conversation]
+        mine = (conversations.c.id == row["id"]) & (conversations.c.owner == row["owner"])
+        changed = {k: row[k] for k in ("title", "updated", "status", "messages")}
+        if not connection.execute(conversations.update().where(mine).values(**changed)).rowcount:
+            connection.execute(conversations.insert().values(**row))
+        with self._lock:
+            if self._newest[conversation] is row:
+                del self._newest[conversation]
+            else:  # a newer save came while this one was written
+                self._queue.put(lambda connection: self._write_newest(connection, conversation))
+
+    def delete_conversation(self, owner: str, conversation: str) -> None:
+        mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
+        self._queue.put(lambda connection: connection.execute(conversations.delete().where(mine)))
+
     def forget_old(self) -> None:
-        """Delete conversations whose last turn is older than --log-retention-days (0: keep everything)."""
+        """Delete conversations (logged, and kept for their owners) last changed more than --log-retention-days
+        ago (0: keep everything)."""
         if not self.retention_days:
             return
         cutoff = now() - timedelta(days=self.retention_days)
@@ -270,6 +331,7 @@ class LogStore:
             recent = sa.select(turns.c.conversation).where(turns.c.ended >= cutoff)
             connection.execute(turns.delete().where(turns.c.conversation.not_in(recent)))
             connection.execute(votes.delete().where(votes.c.created < cutoff))
+            connection.execute(conversations.delete().where(conversations.c.updated < cutoff))
 
         self._queue.put(delete)
 
@@ -314,6 +376,20 @@ class LogStore:
             query = query.where(turns.c.ordinal <= up_to)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    def owned(self, owner: str, limit: int = 1000) -> list[dict]:
+        """The owner's conversations, newest first: id, title, updated, status (not their messages)."""
+        c = conversations.c
+        query = sa.select(c.id, c.title, c.updated, c.status).where(c.owner == owner).order_by(c.updated.desc())
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+
+    def opened(self, owner: str, conversation: str) -> dict | None:
+        """One of the owner's conversations, whole; None if there is none by that id that is theirs."""
+        mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(conversations).where(mine)).first()
+        return dict(row._mapping) if row else None
 
     def all_votes(self) -> list[dict]:
         with self.engine.connect() as connection:

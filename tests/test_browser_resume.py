@@ -4,12 +4,18 @@ In Debian's chromium through Playwright, each browser context a visitor with the
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from testkit.browser import Chat, browser, expect  # noqa: F401 - fixtures used here
 from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.processes import base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY
 
 SLOW = "Hello there! " + " ".join(f"word{i}" for i in range(80))  # 4 s
 
@@ -81,3 +87,51 @@ def test_another_visitor_sees_nothing_of_a_conversation(chat: Chat, browser, app
     finally:
         other.close()
     expect(chat.bots.last).to_have_text(SLOW)
+
+
+@contextlib.contextmanager
+def app_process(fake_server: FakeOpenAI, port: int, log_db: Path) -> Iterator[subprocess.Popen]:
+    """`python app.py --log-db ...` on `port`, ended (by its id) when the block ends if it still runs."""
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    proc, lines = spawn(env, "--model", "fake-model", "--log-db", str(log_db), "--rate-limit", "0")
+    try:
+        wait_until_serving(proc, lines, [])
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        while not lines.empty():  # the app's output, which pytest shows when the test fails
+            print(lines.get_nowait(), end="")
+
+
+def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_retries(
+    browser, fake_server: FakeOpenAI, tmp_path: Path
+):
+    fake_server.reset()
+    port, log_db = free_port(), tmp_path / "chats.db"
+    with app_process(fake_server, port, log_db):
+        tab = Chat(browser, f"http://127.0.0.1:{port}/", watch_requests=False)
+        tab.send("first")
+        expect(tab.bots.last).to_have_text("Echo: first")
+        tab.wait_for_reply()
+    with app_process(fake_server, port, log_db) as proc:  # a restart: the finished turn is there
+        tab.page.reload()
+        expect(tab.users).to_have_text(["first"])
+        expect(tab.bots).to_have_text(["Echo: first"])
+        fake_server.default = Reply(text="Hello there! " + " ".join(f"word{i}" for i in range(200)), delay=0.05)
+        tab.send("second, cut")
+        expect(tab.bots.last).to_contain_text("word60")  # 3 s in: past a save (every 2 s), 7 s before the end
+        proc.send_signal(signal.SIGKILL)  # the process dies mid-reply
+    with app_process(fake_server, port, log_db):
+        tab.page.reload()
+        expect(tab.users).to_have_text(["first", "second, cut"])
+        cut = tab.bots.last
+        expect(cut).to_contain_text("The app restarted before this reply finished. Press retry to try again.")
+        assert cut.inner_text().startswith("Hello there! word0 word1")  # the partial text, as saved
+        fake_server.default = Reply()
+        tab.page.get_by_role("button", name="Retry").click()
+        expect(tab.bots.last).to_have_text("Echo: second, cut")
+        sent = fake_server.chat_requests[-1].body["messages"]
+        assert [m["content"] for m in sent[1:]] == ["first", "Echo: first", "second, cut"]
+        tab.close()

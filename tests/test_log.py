@@ -21,11 +21,23 @@ import sqlalchemy as sa
 from gradio_client import Client
 
 from config import ConfigError, load_settings
-from storage.logs import LogStore, database_url, metadata, newest_schema, now, turns, votes, where
+from storage.logs import (
+    ConversationRecord,
+    LogStore,
+    conversations,
+    database_url,
+    newest_schema,
+    now,
+    turns,
+    votes,
+    where,
+)
 from storage.recorder import Recorder
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
 from testkit.support import SENTINEL_KEY, ask, launched, logged_turns, remote_settings, submit
+
+TABLES = {"alembic_version", "chat_turns", "chat_votes", "chat_conversations"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -161,7 +173,7 @@ def a_log_from_before_alembic(url: sa.URL, version: int) -> None:
     meta = sa.Table(
         "chat_meta", old, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.String(255))
     )
-    for table in metadata.sorted_tables:
+    for table in (turns, votes):  # the tables of those schemas
         columns = [
             sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index)
             for c in table.columns
@@ -205,7 +217,7 @@ def test_a_log_from_before_alembic_is_upgraded_and_keeps_its_turns(log_target: s
     store.flush()
     assert store.find()[0]["comment"] == "now commented"
     store.close()
-    assert tables_and_revision(url) == ({"alembic_version", "chat_turns", "chat_votes"}, newest_schema())
+    assert tables_and_revision(url) == (TABLES, newest_schema())
     again = LogStore(url).open()  # opening an upgraded log changes nothing
     assert again.problem is None and again.found_schema == newest_schema() and len(again.find()) == 1
     again.close()
@@ -217,14 +229,19 @@ def test_a_new_log_is_made_by_the_migrations(log_target: str):
     assert store.problem is None and store.found_schema is None
     store.close()
     names, revision = tables_and_revision(url)
-    assert names == {"alembic_version", "chat_turns", "chat_votes"} and revision == newest_schema()
+    assert names == TABLES and revision == newest_schema()
     engine = sa.create_engine(url)
     with engine.connect() as connection:  # the migrations make what the code declares
         made = {c["name"] for c in sa.inspect(connection).get_columns("chat_turns")}
         indexes = {i["name"] for i in sa.inspect(connection).get_indexes("chat_turns")}
+        kept = {c["name"] for c in sa.inspect(connection).get_columns("chat_conversations")}
+        found = sa.inspect(connection).get_indexes("chat_conversations")
+        listed = {(i["name"], tuple(i["column_names"])) for i in found}
     engine.dispose()
     assert made == {c.name for c in turns.columns}
     assert indexes == {f"ix_chat_turns_{c.name}" for c in turns.columns if c.index}
+    assert kept == {c.name for c in conversations.columns}
+    assert listed == {(i.name, tuple(c.name for c in i.columns)) for i in conversations.indexes}
 
 
 def test_a_log_from_a_newer_app_is_left_alone_with_one_sentence(log_target: str):
@@ -489,3 +506,65 @@ def test_a_postgresql_outage_loses_no_turn_and_the_review_page_says_the_database
     assert sorted((r["ordinal"], r["message"]) for r in rows) == [
         (0, "before"), (1, "during 1"), (2, "during 2"), (3, "during 3")
     ]  # fmt: skip
+
+
+def conversation(owner: str, number: int, messages: list | None = None, status: str = "done") -> ConversationRecord:
+    at = now()
+    shown = messages or [{"role": "user", "content": f"question {number}"}, {"role": "assistant", "content": "answer"}]
+    return ConversationRecord(f"c-{owner}-{number}", owner, f"question {number}", at, at, status, shown)
+
+
+def test_conversations_are_kept_for_their_owner_only_listed_newest_first_and_deleted(log_target: str):
+    store = LogStore(database_url(log_target)).open()
+    try:
+        for number in range(3):
+            store.save_conversation(conversation("ada", number))
+        store.save_conversation(conversation("bob", 0))
+        store.flush()
+        assert [c["title"] for c in store.owned("ada")] == ["question 2", "question 1", "question 0"]
+        assert store.opened("ada", "c-ada-1")["messages"][0] == {"role": "user", "content": "question 1"}
+        assert store.opened("bob", "c-ada-1") is None  # another owner's id opens nothing
+        grown = [{"role": "user", "content": "question 0"}, {"role": "assistant", "content": "more"}]
+        longer = conversation("ada", 0, grown)
+        store.save_conversation(longer)  # the same conversation, grown: replaced, now the newest
+        store.delete_conversation("bob", "c-ada-2")  # not bob's: nothing happens
+        store.delete_conversation("ada", "c-ada-1")
+        store.flush()
+        assert [c["id"] for c in store.owned("ada")] == ["c-ada-0", "c-ada-2"]
+        assert store.opened("ada", "c-ada-0")["messages"][1]["content"] == "more"
+        engine = sa.create_engine(database_url(log_target))
+        with engine.connect() as connection:  # the deleted one's row is gone from the database
+            ids = set(connection.execute(sa.select(conversations.c.id)).scalars())
+        engine.dispose()
+        assert ids == {"c-ada-0", "c-ada-2", "c-bob-0"}
+    finally:
+        store.close()
+
+
+def test_a_reply_streaming_when_the_app_stopped_is_marked_interrupted_with_its_partial_text(log_target: str):
+    store = LogStore(database_url(log_target)).open()
+    partial = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w0 w1"}]
+    store.save_conversation(conversation("ada", 0, partial, status="streaming"))
+    store.close()  # as if the process had died: nobody finished it
+    again = LogStore(database_url(log_target)).open()
+    try:
+        again.flush()
+        found = again.opened("ada", "c-ada-0")
+        assert (found["status"], found["messages"]) == ("interrupted", partial)
+    finally:
+        again.close()
+
+
+def test_saves_of_one_conversation_waiting_for_the_database_are_merged(log_target: str):
+    store = LogStore(database_url(log_target))
+    store.problem = "not opened"  # the writer is not started: every save waits
+    for words in range(1, 200):
+        grown = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w " * words}]
+        store.save_conversation(conversation("ada", 0, grown, status="streaming"))
+    assert store._queue.qsize() == 1 and len(store._newest) == 1  # one write waits, the newest
+    store.open()
+    try:
+        store.flush()
+        assert store.opened("ada", "c-ada-0")["messages"][1]["content"] == "w " * 199
+    finally:
+        store.close()

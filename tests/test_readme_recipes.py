@@ -21,6 +21,7 @@ from gradio_client.exceptions import AppError
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
+from storage.logs import newest_schema
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
 from testkit.support import answer_text, launched, message
@@ -236,10 +237,13 @@ def test_the_readmes_migration_command_writes_a_revision_the_log_is_migrated_to(
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"this writes it from the template, to fill in:\n\s*`(python -c [^`]*)`", readme)
     assert found, "the README no longer gives the migration command"
+    newest = newest_schema()
+    following = f"{int(newest) + 1:04d}"
+    assert f"rev_id='{following}'" in found.group(1), "the README's command names the next revision"
     command = shlex.split(found.group(1))
     subprocess.run([sys.executable, *command[1:]], cwd=copy, check=True, capture_output=True, timeout=60)
-    [written] = (copy / "storage" / "migrations" / "versions").glob("0004_*.py")
-    assert "down_revision = '0003'" in written.read_text()
+    [written] = (copy / "storage" / "migrations" / "versions").glob(f"{following}_*.py")
+    assert f"down_revision = '{newest}'" in written.read_text()
     probe = (
         "import sys; from storage.logs import LogStore, database_url, newest_schema; "
         "store = LogStore(database_url(sys.argv[1])).open(); print(store.problem, newest_schema()); store.close()"
@@ -247,4 +251,4 @@ def test_the_readmes_migration_command_writes_a_revision_the_log_is_migrated_to(
     opened = subprocess.run(
         [sys.executable, "-c", probe, str(tmp_path / "chats.db")], cwd=copy, capture_output=True, text=True, timeout=60
     )
-    assert opened.stdout.split() == ["None", "0004"], opened.stderr
+    assert opened.stdout.split() == ["None", following], opened.stderr
