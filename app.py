@@ -124,10 +124,12 @@ def build_app(
     settings: Settings, models: Sequence[str] = (), hub: ToolHub | None = None, store: LogStore | None = None
 ) -> gr.Blocks:
     """The app; `models` are those the provider listed (preflight), offered in the model picker;
-    `hub` holds the MCP servers' tools, `store` the conversation log (both started; the caller closes them)."""
+    `hub` holds the MCP servers' tools, `store` the conversations (--store), and the workbench's log and pages
+    with --log-db (both started; the caller closes them)."""
     backend = create_backend(settings)
     choices = model_choices(settings, models)
     service = ChatService(settings, backend, choices, hub, store)
+    workbench = store is not None and settings.log_db is not None
 
     # The handlers: each turns Gradio's inputs into the service's, and a Refused into one sentence.
     def caller(request: gr.Request) -> Caller:
@@ -237,7 +239,7 @@ def build_app(
         )
         if hub is not None:
             gr.Markdown(tools_line(backend.accepts_tools, hub))
-        if store is not None:
+        if workbench:
             gr.Markdown("Conversations on this demo are recorded, with your ratings, for the team that runs it.")
         # Built here, placed below the comment box (render() further down), so that a rating's comment box
         # opens right under the chat rather than under Model settings. ChatInterface renders no accordion
@@ -275,7 +277,7 @@ def build_app(
         )  # the history the chat sends next, in the shape ChatInterface keeps it (as its own events do)
         chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")
         chat_ui.chatbot.clear(forget, None, None, queue=False, api_visibility="private")
-        if store is not None:
+        if workbench:
             with gr.Column(visible=False) as comment_box:
                 comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)
                 send_comment = gr.Button("Send comment", size="sm")
@@ -302,11 +304,11 @@ def build_app(
         )
     # Routes serve() adds: /api/chat for the AI SDK's useChat, and the review page's sign-in and exports.
     demo.extra_routes = api_chat_routes(service, settings.forwarded_allow_ips, settings.cors_origins, settings.auth)
-    if store is not None:  # the workbench pages
+    if workbench:  # the workbench pages
         demo.extra_routes += add_review_page(demo, store, SignIns(settings.review_auth), settings.forwarded_allow_ips)
         limit = backend.max_concurrency or settings.concurrency
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
-    demo.workbench_on = store is not None  # serve() answers the pages' addresses when it is off
+    demo.workbench_on = workbench  # serve() answers the pages' addresses when it is off
     if settings.mcp_server:  # serve() mounts it at /mcp/
         demo.mcp_lifespan = mcp_endpoint.lifespan(
             mcp_endpoint.chat_server(service.answer, VERSION), settings.host, settings.auth
@@ -376,6 +378,25 @@ def export_log(store: LogStore, path: Path) -> None:
         print(f"Exported {votes} compare vote{'' if votes == 1 else 's'} to {votes_path(path)}.", flush=True)
 
 
+def open_store(settings: Settings) -> LogStore | None:
+    """The conversation store (--store, or --log-db's database), opened; None when it is off."""
+    if settings.store is None:
+        return None
+    if "://" not in settings.store:  # the default place is made on first use (a given file's folder exists)
+        folder = Path(settings.store).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"Conversations are not kept: cannot make {folder} ({exc.strerror}). Pass --store PATH.", flush=True)
+            return None
+    url = database_url(settings.store)
+    store = LogStore(url, settings.log_retention_days).open()
+    if not settings.check and not settings.export_log:
+        place = where(url) if "://" in settings.store else f"{url.database} (SQLite)"
+        print(f"Conversations are kept in {place}.", flush=True)
+    return store
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -384,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"Error: {exc}")
     # SIGTERM ends the app as Ctrl-C does, through the finally below, so the MCP servers stop with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    store = LogStore(database_url(settings.log_db), settings.log_retention_days).open() if settings.log_db else None
+    store = open_store(settings)
     if store is not None and settings.export_log:
         export_log(store, settings.export_log)
         return

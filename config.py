@@ -47,6 +47,8 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 VERSION = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]["version"]
 DEFAULT_PROVIDER = "local"  # the embedded model: no key, no network
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+STORE_FOLDER, STORE_FILE = "streaming-chat", "chats.db"  # the conversation store's default place
+OFF = "off"
 # Two slots a core: SmolLM2-135M on 2 cores streams 4 replies at once at ~2.5x one reply's tokens/s (README).
 DEFAULT_LOCAL_SLOTS = min(8, 2 * (os.cpu_count() or 1))
 
@@ -279,6 +281,16 @@ class Settings:
             parse=log_database,
         ),
     ] = field(default=None, repr=False)
+    store: Annotated[
+        str | None,  # resolved by load_settings: the file path or URL, or None (off); may hold a password
+        Flag(
+            "Where each visitor's conversations are kept, so that a reload or a restart loses nothing: a "
+            "SQLite file path, a `postgresql://` URL, or `off` (with `--log-db`: the log's database)",
+            default_text=f"`{STORE_FILE}` in `$XDG_DATA_HOME/{STORE_FOLDER}` (`~/.local/share/…`); "
+            "on Spaces in `/data` when the Space has storage",
+            parse=store_database,
+        ),
+    ] = field(default=None, repr=False)
     log_retention_days: Annotated[
         int, Field(ge=0), Flag("Delete conversations older than this", default_text="`0` (keep)")
     ] = 0
@@ -314,10 +326,11 @@ class Settings:
         """What must never leave the app: the key, the login and review passwords, the log database's
         password, the MCP servers' env and header values (those of 8 characters or more: TZ=UTC is none)."""
         passwords = [password for _, password in (*self.auth, *self.review_auth)]
-        if self.log_db and "://" in self.log_db:
-            from sqlalchemy.engine import make_url  # only with a database URL
+        for target in {self.store, self.log_db}:  # one database when --log-db is given
+            if target and "://" in target:
+                from sqlalchemy.engine import make_url  # only with a database URL
 
-            passwords.append(make_url(self.log_db).password or "")
+                passwords.append(make_url(target).password or "")
         tools = [value for spec in self.mcp_servers for value in spec.secrets if len(value) >= 8]
         return tuple(s for s in (self.api_key, *passwords, *tools) if s)
 
@@ -479,6 +492,28 @@ def trusted_proxies(text: str) -> tuple[Network, ...]:
         raise ConfigError(f"--forwarded-allow-ips takes addresses or CIDR ranges separated by commas: {exc}.") from None
 
 
+def store_database(target: str | None) -> str | None:
+    """--store checked: `off`, a SQLite file path whose folder exists, or a postgresql:// URL."""
+    if (target or "").strip().lower() == "off":
+        return OFF
+    from storage.logs import database_url  # SQLAlchemy only when there is a store
+
+    try:
+        database_url(target or "")
+    except ValueError as exc:
+        raise ConfigError(f"--store {exc}.") from None
+    return target
+
+
+def default_store(env: Mapping[str, str]) -> str:
+    """Where conversations are kept when --store is not given: a Space's persistent storage when it has
+    some, else the user's data folder (outside the app's folder, so a checkout stays clean)."""
+    if env.get("SPACE_ID") and Path("/data").is_dir():
+        return str(Path("/data") / STORE_FILE)
+    base = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return str(base / STORE_FOLDER / STORE_FILE)
+
+
 def log_database(target: str | None) -> str | None:
     """--log-db checked: a SQLite file path whose folder exists, or a postgresql:// URL."""
     if not target:
@@ -532,6 +567,14 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
         )
     if common["export_log"] and not common["log_db"]:
         raise ConfigError("--export-log needs --log-db: the log to export.")
+    if common["log_db"] and common["store"] not in (None, OFF, common["log_db"]):
+        raise ConfigError("--store and --log-db name two databases: the log keeps the conversations; drop --store.")
+    if common["log_db"]:
+        common["store"] = common["log_db"]  # one database: the workbench reads what the chat keeps
+    elif common["store"] is None:
+        common["store"] = default_store(env)
+    elif common["store"] == OFF:
+        common["store"] = None
 
     if backend.in_process:
         no_url_no_key = dict(base_url=None, key_env=None, api_key=None)

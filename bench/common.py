@@ -12,6 +12,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import httpx
 from gradio_client import Client
 
 from config import chat_controls
+from testkit.processes import DATA_HOME
 from testkit.support import answer_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +48,9 @@ def _end_with_parent() -> None:
 @contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Run a server process until the block ends; it is stopped by its own id."""
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    # Its default conversation store in a folder of its own (testkit's), not the user's data folder.
+    data_home = {"XDG_DATA_HOME": tempfile.mkdtemp(dir=DATA_HOME.name)}
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **data_home, **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
@@ -228,8 +232,10 @@ async def relay_user(http: httpx.AsyncClient, url: str, text: str, last_token: s
     return Stream(updates, time.perf_counter() - start, complete)
 
 
-def crowd(app: App, level: int, text: str, last_token: str) -> tuple[float, list[Stream]]:
-    """`level` users sending `text` at once through the minimal client: (wall time, their streams)."""
+def crowd(app: App, level: int, text: str, last_token: str, visitors: bool = False) -> tuple[float, list[Stream]]:
+    """`level` users sending `text` at once through the minimal client: (wall time, their streams).
+    visitors: they load the page first, as a browser does, so they carry the app's owner cookie (and their
+    conversations are kept); each is a tab of its own."""
     fn_index = 0
     if not app.plain_relay:
         config = httpx.get(app.url + "config", timeout=10).json()
@@ -241,6 +247,8 @@ def crowd(app: App, level: int, text: str, last_token: str) -> tuple[float, list
         # that the server is closing just then fails (the retries below cover the rest of that race).
         limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2, keepalive_expiry=4.0)
         async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+            if visitors:
+                (await http.get(app.url)).raise_for_status()  # the page sets the cookie; every user sends it
             users = [
                 relay_user(http, app.url, text, last_token)
                 if app.plain_relay

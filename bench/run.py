@@ -33,6 +33,7 @@ from bench.scenarios.model import embedded_model
 from bench.scenarios.relay import relay_and_first_token
 from bench.scenarios.resume import resume
 from bench.scenarios.stop import stop
+from bench.scenarios.store_cost import store_cost
 from bench.scenarios.tools import tool_steps
 from bench.scenarios.users import many_users
 from testkit.processes import free_port
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume",
+        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -98,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     started = time.monotonic()
 
-    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port, log_port = (
-        free_port() for _ in range(9)
-    )
+    ports = [free_port() for _ in range(10)]
+    server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port, log_port = ports[:9]
+    store_off_port = ports[9]
     server_url = f"http://127.0.0.1:{server_port}/v1"
     # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
     no_limits = {"CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}
@@ -174,6 +175,18 @@ def main(argv: list[str] | None = None) -> None:
                     logged.client = logged.new_client()
                     users = min(sizes["users"][-1], 32)
                     logging_cost(report, apps["ours"], logged, log_db, runs, users, sizes["user_tokens"])
+        if "store" in only:
+            with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
+                store_db = Path(folder) / "chats.db"
+                on_env, off_env = {**remote_env, "CHAT_STORE": str(store_db)}, {**remote_env, "CHAT_STORE": "off"}
+                with (
+                    process(["app.py", "--port", str(log_port)], log_port, on_env) as on_proc,
+                    process(["app.py", "--port", str(store_off_port)], store_off_port, off_env) as off_proc,
+                ):
+                    on = App(f"http://127.0.0.1:{log_port}/", pid=on_proc.pid, settings=OUR_SETTINGS)
+                    off = App(f"http://127.0.0.1:{store_off_port}/", pid=off_proc.pid, settings=OUR_SETTINGS)
+                    users = min(sizes["users"][-1], 32)
+                    store_cost(report, on, off, store_db, runs, users, sizes["user_tokens"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env

@@ -80,14 +80,15 @@ class ChatService:
         self.configured = {control.name: getattr(settings, control.name) for control in CONTROLS}
         self.limits = MessageLimits(settings.max_message_chars, settings.max_files, settings.max_attachment_chars)
         self.redactor = Redactor(settings.secrets)  # replies, tool steps and the log never show a secret
-        self.recorder = Recorder(store)
+        self.recorder = Recorder(store if settings.log_db else None)  # the workbench's log of turns: --log-db
         self._per_session = RateLimiter(settings.rate_limit_session)
         self._per_address = RateLimiter(settings.rate_limit_ip)
         self._pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
         self._exchanges = Exchanges()  # tool results this server produced, for later turns
         self._paused: dict[str, Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
         self.runs = Runs(settings.stop_unwatched)  # replies running apart from the connections watching them
-        self._tabs: OrderedDict[str, str | None] = OrderedDict()  # a page tab -> the conversation it shows
+        # A page tab (its owner's, so that a copied session_hash names nothing) -> the conversation it shows.
+        self._tabs: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._current: OrderedDict[str, str | None] = OrderedDict()  # an owner -> the one they had open last
 
     # -- checks ------------------------------------------------------------------
@@ -241,12 +242,15 @@ class ChatService:
         caller has no owner to keep it for)."""
         if not caller.returns:
             return None
-        conversation = (self._tabs.get(tab) if history else None) or str(uuid.uuid4())
+        conversation = (self._tabs.get((caller.session, tab)) if history else None) or str(uuid.uuid4())
         self._showing(caller, tab, conversation)
         return conversation
 
     def _showing(self, caller: Caller, tab: str, conversation: str | None) -> None:
-        for seen, key, value in ((self._tabs, tab, conversation), (self._current, caller.session, conversation)):
+        for seen, key, value in (
+            (self._tabs, (caller.session, tab), conversation),
+            (self._current, caller.session, conversation),
+        ):
             seen[key] = value
             seen.move_to_end(key)
             while len(seen) > MAX_TABS:
@@ -284,7 +288,7 @@ class ChatService:
 
     def showing(self, caller: Caller, tab: str) -> Run | None:
         """The reply of the conversation this tab shows, if it runs (or ran) here."""
-        conversation = self._tabs.get(tab)
+        conversation = self._tabs.get((caller.session, tab))
         return self.runs.get(conversation, caller.session) if conversation else self.latest(caller)
 
     async def follow(self, run: Run, caller: Caller) -> AsyncIterator[Turn]:

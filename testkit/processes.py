@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,10 +41,15 @@ def wait_until_serving(proc: subprocess.Popen, lines: queue.Queue[str], seen: li
             seen.append(lines.get(timeout=1))
 
 
+# The data folder of every app these start: its default conversation store goes there, not in the user's.
+DATA_HOME = tempfile.TemporaryDirectory(prefix="chat-data-")
+
+
 def base_env(port: int) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/tmp"),
+        "XDG_DATA_HOME": tempfile.mkdtemp(dir=DATA_HOME.name),  # each app its own
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_SERVER_PORT": str(port),
     }

@@ -8,7 +8,6 @@ import contextlib
 import signal
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -90,32 +89,36 @@ def test_another_visitor_sees_nothing_of_a_conversation(chat: Chat, browser, app
 
 
 @contextlib.contextmanager
-def app_process(fake_server: FakeOpenAI, port: int, log_db: Path) -> Iterator[subprocess.Popen]:
-    """`python app.py --log-db ...` on `port`, ended (by its id) when the block ends if it still runs."""
-    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
-    proc, lines = spawn(env, "--model", "fake-model", "--log-db", str(log_db), "--rate-limit", "0")
+def app_process(env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`python app.py` as a user runs it, no flag for the store; ended (by its id) when the block ends."""
+    proc, lines = spawn(env, "--model", "fake-model", "--rate-limit", "0")
+    seen: list[str] = []
     try:
-        wait_until_serving(proc, lines, [])
+        wait_until_serving(proc, lines, seen)
+        assert f"Conversations are kept in {env['XDG_DATA_HOME']}/streaming-chat/chats.db (SQLite)." in "".join(seen)
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
         while not lines.empty():  # the app's output, which pytest shows when the test fails
-            print(lines.get_nowait(), end="")
+            seen.append(lines.get_nowait())
+        print("".join(seen))
 
 
 def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_retries(
-    browser, fake_server: FakeOpenAI, tmp_path: Path
+    browser, fake_server: FakeOpenAI
 ):
+    """The store is on by default: `python app.py` keeps conversations in the user's data folder."""
     fake_server.reset()
-    port, log_db = free_port(), tmp_path / "chats.db"
-    with app_process(fake_server, port, log_db):
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    with app_process(env):
         tab = Chat(browser, f"http://127.0.0.1:{port}/", watch_requests=False)
         tab.send("first")
         expect(tab.bots.last).to_have_text("Echo: first")
         tab.wait_for_reply()
-    with app_process(fake_server, port, log_db) as proc:  # a restart: the finished turn is there
+    with app_process(env) as proc:  # a restart: the finished turn is there
         tab.page.reload()
         expect(tab.users).to_have_text(["first"])
         expect(tab.bots).to_have_text(["Echo: first"])
@@ -123,7 +126,7 @@ def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_r
         tab.send("second, cut")
         expect(tab.bots.last).to_contain_text("word60")  # 3 s in: past a save (every 2 s), 7 s before the end
         proc.send_signal(signal.SIGKILL)  # the process dies mid-reply
-    with app_process(fake_server, port, log_db):
+    with app_process(env):
         tab.page.reload()
         expect(tab.users).to_have_text(["first", "second, cut"])
         cut = tab.bots.last

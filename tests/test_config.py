@@ -1,5 +1,6 @@
 """Configuration: flags, environment, presets, and misconfiguration messages."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,23 @@ def test_the_sampling_settings_come_from_flags_and_variables_checked_like_the_re
         with pytest.raises(ConfigError) as refused:
             load_settings(argv, env)
         assert str(refused.value) == says
+
+
+def test_conversations_are_kept_by_default_in_the_users_data_folder_or_where_store_says(tmp_path: Path):
+    data = tmp_path / "data"
+    assert load_settings([], {"XDG_DATA_HOME": str(data)}).store == str(data / "streaming-chat" / "chats.db")
+    on_a_space = {"XDG_DATA_HOME": str(data), "SPACE_ID": "me/chat"}  # without persistent storage (/data)
+    assert load_settings([], on_a_space).store == (
+        "/data/chats.db" if Path("/data").is_dir() else str(data / "streaming-chat" / "chats.db")
+    )
+    assert load_settings(["--store", "off"], {}).store is None
+    assert load_settings(["--store", str(tmp_path / "mine.db")], {}).store == str(tmp_path / "mine.db")
+    log = str(tmp_path / "log.db")
+    assert load_settings(["--log-db", log], {}).store == log  # one database: the log keeps them
+    for argv, says in [
+        (["--log-db", log, "--store", str(tmp_path / "other.db")], "--store and --log-db name two databases"),
+        (["--store", str(tmp_path / "missing" / "x.db")], f"--store the folder {tmp_path / 'missing'} does not exist"),
+        (["--store", "mysql://db/x"], "--store takes a file path (SQLite) or a postgresql:// URL"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_settings(argv, {})

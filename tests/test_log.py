@@ -125,7 +125,7 @@ def test_tool_steps_are_logged(fake_server: FakeOpenAI, tmp_path: Path, log_targ
     hub.start()
     store = LogStore(database_url(log_target)).open()
     try:
-        with launched(remote_settings(fake_server), hub=hub, store=store) as url:
+        with launched(remote_settings(fake_server, log_db=log_target), hub=hub, store=store) as url:
             fake_server.enqueue(
                 Reply(text="", tool_calls=[ToolCall("echo", '{"text": "logged"}', "c")]), Reply(text="Done.")
             )

@@ -128,3 +128,14 @@ def test_a_reply_runs_apart_from_its_followers_and_stops_when_unwatched_if_the_h
 
     assert asyncio.run(unwatched()) is True  # --stop-unwatched 0.3: nobody watched, so it stopped
     assert server.wait_for(lambda: server.closed_early, timeout=1.0)
+
+
+def test_a_copied_session_hash_names_none_of_anothers_conversations(server: FakeOpenAI):
+    service = service_for(server)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
+    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True)
+    mine = service.conversation_for(ada, "tab-1", [])
+    earlier = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert service.conversation_for(ada, "tab-1", earlier) == mine  # the tab goes on with its conversation
+    assert service.conversation_for(eve, "tab-1", earlier) != mine  # the same session_hash, another owner
+    assert asyncio.run(service.reopen(eve, "tab-2")) is None  # and her new tab opens nothing of ada's

@@ -289,9 +289,10 @@ def test_the_client_package_is_pinned_with_its_lockfile():
 
 def test_a_stopped_reply_is_logged_as_stopped_with_its_partial_text(fake_server: FakeOpenAI, tmp_path: Path):
     fake_server.reset()
-    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    target = str(tmp_path / "chats.db")
+    store = LogStore(database_url(target)).open()
     try:
-        with launched(remote_settings(fake_server), store=store) as url:
+        with launched(remote_settings(fake_server, log_db=target), store=store) as url:
             fake_server.default = Reply(text=" ".join(f"w{i}" for i in range(300)), delay=0.05)
             use_chat(url, [user("talk")], stopAfter=3, chatId="stopped-chat")
             assert fake_server.wait_for(lambda: fake_server.closed_early, timeout=1.0)
