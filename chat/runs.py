@@ -62,7 +62,7 @@ class Run:
 
     @property
     def stopped(self) -> bool:
-        return self.task is not None and self.task.cancelled()
+        return self.ended == "stopped"
 
     def messages(self) -> list[dict]:
         """The conversation with the reply as far as it is."""
@@ -147,6 +147,3 @@ class Runs:
         """The conversation's latest reply, if it is the owner's."""
         run = self._by_key.get(key)
         return run if run is not None and run.owner == owner else None
-
-    def running(self) -> int:
-        return sum(run.running for run in self._by_key.values())

@@ -358,6 +358,11 @@ def api_chat_routes(
     def of_chat(caller: Caller, chat_id: str) -> Caller:
         return replace(caller, session=caller.session + chat_id)  # its reply, approvals and ratings
 
+    def chat_caller(request: Request) -> Caller | Response:
+        """For the routes under a chat's id: its caller, or the refusal."""
+        caller = who(request)
+        return caller if isinstance(caller, Response) else of_chat(caller, request.path_params["chat_id"])
+
     async def post(request: Request) -> Response:
         caller = who(request)
         if isinstance(caller, Response):
@@ -392,10 +397,9 @@ def api_chat_routes(
 
     async def resume(request: Request) -> Response:
         """useChat({resume: true}) on load: the chat's reply from its start, if one is streaming; 204 if none."""
-        caller = who(request)
+        caller = chat_caller(request)
         if isinstance(caller, Response):
             return caller
-        caller = of_chat(caller, request.path_params["chat_id"])
         run = service.latest(caller)
         if run is None or not run.running:
             return Response(status_code=204)
@@ -404,10 +408,9 @@ def api_chat_routes(
 
     async def stop(request: Request) -> Response:
         """The chat's Stop: its reply ends (an aborted request only leaves it); 204 once it has."""
-        caller = who(request)
+        caller = chat_caller(request)
         if isinstance(caller, Response):
             return caller
-        caller = of_chat(caller, request.path_params["chat_id"])
         if run := service.latest(caller):
             await run.stopped_now()
         return Response(status_code=204)
