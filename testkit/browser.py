@@ -113,7 +113,12 @@ class Chat:
         self.context.add_init_script(RECORD_BOT_TEXTS)
         self.context.add_init_script(RECORD_FETCHED)
         self.url = url
-        self.open()
+        # A new visitor's page asks the server for a conversation to show as it loads; a refused message typed
+        # before that answer comes loses its notice (the answer resets the textbox's status), so wait for it,
+        # as a person does without knowing. Its last step is the one event the page runs outside the queue.
+        loaded = "/gradio_api/run/predict"
+        with self.context.expect_event("response", lambda response: urlparse(response.url).path == loaded):
+            self.open()
 
     def open(self) -> None:
         """A new tab on the app, in this browser (its cookies): the one the other methods drive."""

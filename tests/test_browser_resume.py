@@ -80,7 +80,7 @@ def test_another_visitor_sees_nothing_of_a_conversation(chat: Chat, browser, app
     expect(chat.bots.last).to_contain_text("word3")
     other = Chat(browser, app_url, watch_requests=False)  # another browser: its own owner cookie
     try:
-        other.page.wait_for_timeout(1000)  # the page's load event has run
+        other.page.wait_for_timeout(1000)  # nothing arrives later either
         expect(other.users).to_have_count(0)
         expect(other.bots).to_have_count(0)
     finally:
