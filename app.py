@@ -272,7 +272,11 @@ def build_app(
             analytics_enabled=False,
         )
         # A reply runs apart from the page: a reload shows it, and Stop (not a reload) ends it.
-        demo.load(resume, None, [chat_ui.chatbot, chat_ui.textbox], api_visibility="private").then(
+        # Following a reply costs nothing upstream, so any number of pages follow at once (Gradio's default
+        # runs one such event at a time: a second visitor's reload waited for the first one's reply to end).
+        demo.load(
+            resume, None, [chat_ui.chatbot, chat_ui.textbox], concurrency_limit=None, api_visibility="private"
+        ).then(
             lambda shown: shown, chat_ui.chatbot, chat_ui.chatbot_state, queue=False, api_visibility="private"
         )  # the history the chat sends next, in the shape ChatInterface keeps it (as its own events do)
         chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")

@@ -38,6 +38,26 @@ def test_a_reload_mid_reply_shows_the_conversation_and_the_reply_continuing(chat
     assert len(server.chat_requests) == 1 and not server.closed_early  # from one upstream request
 
 
+def test_visitors_reloading_at_once_each_see_their_reply(chat: Chat, browser, app_url: str, server: FakeOpenAI):
+    long = "Hello there! " + " ".join(f"word{i}" for i in range(300))  # 15 s
+    server.default = Reply(text=long, delay=0.05)
+    other = Chat(browser, app_url, watch_requests=False)
+    try:
+        for tab, message in ((chat, "Mine"), (other, "Theirs")):
+            tab.send(message)
+            expect(tab.bots.last).to_contain_text("word3")
+        for tab in (chat, other):
+            tab.page.reload()
+        for tab, message in ((chat, "Mine"), (other, "Theirs")):  # neither waits for the other's reply to end
+            expect(tab.users).to_have_text([message])
+            expect(tab.bots.last).to_contain_text("word")
+            assert tab.bots.last.inner_text().strip() != long
+        for tab in (chat, other):
+            tab.page.get_by_role("button", name="Stop").click()
+    finally:
+        other.close()
+
+
 def test_stop_after_a_reload_stops_the_reply_and_the_chat_goes_on(chat: Chat, server: FakeOpenAI):
     slow = "Hello there! " + " ".join(f"word{i}" for i in range(600))  # a minute
     server.default = Reply(text=slow, delay=0.1)
