@@ -25,6 +25,7 @@ from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse
 
 import preflight
+from chat.runs import Run
 from chat.service import CONTROLS, Caller, ChatService, Refused
 from config import VERSION, ConfigError, Declared, Settings, load_settings
 from core.turn import Turn
@@ -104,6 +105,24 @@ def by_name(handler: Callable, names: Sequence[str]) -> Callable:
     return run
 
 
+def chat_synced_steps(demo: gr.Blocks, chat_ui: gr.ChatInterface) -> list[gr.events.Dependency]:
+    """The last step of each of ChatInterface's events (send, retry, edit, undo, an example, clear): each
+    ends by copying the chatbot into its state. ChatInterface keeps its events to itself, so they are
+    found by what that step writes; something to chain after them."""
+    synced = [chat_ui.chatbot_state._id, chat_ui.chatbot_value._id]
+    return [
+        gr.events.Dependency(None, {}, step._id, None)
+        for step in demo.fns.values()
+        if [block._id for block in step.outputs] == synced
+    ]
+
+
+def chat_reply_steps(demo: gr.Blocks) -> list[dict]:
+    """ChatInterface's steps that stream a reply to the page (send, retry, edit, an example), as `cancels=`
+    takes them: another conversation opened in the tab ends the page's watching (not the reply)."""
+    return [step.get_config() for step in demo.fns.values() if getattr(step.fn, "__name__", "") == "_submit_fn"]
+
+
 def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
     """The models a user may pick: --models (those the provider lists, if it lists any), or all it lists."""
     allowed = [m for m in settings.models if not listed or m in listed] if settings.models else list(listed)
@@ -156,13 +175,8 @@ def build_app(
         async for turn in service.follow(run, asking):  # a reload or a dropped connection ends this, not the reply
             yield turn.messages()
 
-    async def resume(request: gr.Request) -> AsyncIterator[tuple]:
-        """On page load: the conversation the visitor had open, and its reply as it grows if it runs."""
-        asking = caller(request)
-        found = await service.reopen(asking, request.session_hash or "")
-        if found is None:
-            yield gr.skip(), gr.skip()
-            return
+    async def show(found: tuple[list[dict], Run | None], asking: Caller) -> AsyncIterator[tuple]:
+        """A conversation (chatbot, textbox): as kept, or with its reply as it grows if it runs."""
         shown, run = found
         if run is None:  # kept in the store: it ended
             yield shown, gr.skip()
@@ -174,6 +188,43 @@ def build_app(
             yield run.messages(), streaming
         if running:
             yield run.messages(), gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+
+    async def resume(request: gr.Request) -> AsyncIterator[tuple]:
+        """On page load: the conversation the visitor had open, and its reply as it grows if it runs."""
+        asking = caller(request)
+        found = await service.reopen(asking, request.session_hash or "")
+        if found is None:
+            yield gr.skip(), gr.skip()
+            return
+        async for shown in show(found, asking):
+            yield shown
+
+    async def open_conversation(conversation: str, request: gr.Request) -> AsyncIterator[tuple]:
+        """A conversation picked in the sidebar, in place of the one shown (which goes on if it runs)."""
+        asking = caller(request)
+        try:
+            found = await service.open(asking, request.session_hash or "", conversation)
+        except Refused as exc:
+            raise refuse(str(exc)) from None
+        async for shown in show(found, asking):
+            yield shown
+
+    async def list_conversations(request: gr.Request) -> gr.Radio:
+        listed, shown = await service.listed(caller(request), request.session_hash or "")
+        return gr.Radio(listed, value=shown)
+
+    def new_conversation(request: gr.Request) -> tuple:
+        service.clear(caller(request), request.session_hash or "")
+        return [], gr.Radio(value=None)
+
+    async def delete_conversation(conversation: str | None, request: gr.Request) -> tuple:
+        """The conversation picked in the sidebar is deleted from the store; the page starts a new chat."""
+        if not conversation:
+            raise refuse("Pick a conversation in the list to delete it.")
+        asking = caller(request)
+        service.delete(asking, request.session_hash or "", conversation)
+        listed, _ = await service.listed(asking, request.session_hash or "")
+        return [], gr.Radio(listed, value=None)
 
     def stop(request: gr.Request) -> None:
         """The Stop button: the reply ends (a reload would only leave it)."""
@@ -266,7 +317,6 @@ def build_app(
             cache_examples=False,  # caching would call the provider at startup (eagerly, on Spaces)
             editable=True,
             validator=validate,
-            save_history=settings.save_history,
             # A backend that serves one reply at a time (the local model) makes others wait, seeing their place.
             concurrency_limit=backend.max_concurrency or settings.concurrency,
             analytics_enabled=False,
@@ -281,6 +331,29 @@ def build_app(
         )  # the history the chat sends next, in the shape ChatInterface keeps it (as its own events do)
         chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")
         chat_ui.chatbot.clear(forget, None, None, queue=False, api_visibility="private")
+        if service.keeps_conversations:
+            with gr.Sidebar(label="Conversations", open=False):
+                new_chat = gr.Button("New chat", size="sm", variant="primary")
+                conversations = gr.Radio([], label="Your conversations, newest first", elem_id="conversations")
+                delete = gr.Button("Delete this conversation", size="sm", variant="stop")
+            private: dict = {"api_visibility": "private", "concurrency_limit": None}  # none waits for another's
+            synced = {"fn": lambda shown: shown, "inputs": chat_ui.chatbot, "outputs": chat_ui.chatbot_state}
+            # Listed as the page loads and as each of the chat's events (a reply, a retry, an undo, a clear) ends.
+            demo.load(list_conversations, None, conversations, **private)
+            for synced_step in chat_synced_steps(demo, chat_ui):
+                synced_step.then(list_conversations, None, conversations, **private)
+            # Another conversation in the tab: first the page stops watching the reply it showed (which goes
+            # on), so that none of its updates still on the way writes over the one shown next.
+            leave = {"fn": None, "cancels": chat_reply_steps(demo), "queue": False}
+            conversations.input(**leave).then(
+                open_conversation, conversations, [chat_ui.chatbot, chat_ui.textbox], **private
+            ).then(**synced, queue=False, **private)
+            new_chat.click(**leave).then(new_conversation, None, [chat_ui.chatbot, conversations], **private).then(
+                **synced, queue=False, **private
+            )
+            delete.click(**leave).then(
+                delete_conversation, conversations, [chat_ui.chatbot, conversations], **private
+            ).then(**synced, queue=False, **private)
         if workbench:
             with gr.Column(visible=False) as comment_box:
                 comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)

@@ -241,9 +241,6 @@ class Settings:
             parse=_names,
         ),
     ] = ()
-    save_history: Annotated[
-        bool, Flag("Keep conversations in the browser's local storage, with a list of past chats")
-    ] = False
     mcp: Annotated[
         Path | None,
         Flag(

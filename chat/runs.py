@@ -147,3 +147,10 @@ class Runs:
         """The conversation's latest reply, if it is the owner's."""
         run = self._by_key.get(key)
         return run if run is not None and run.owner == owner else None
+
+    def drop(self, key: str, owner: str = "") -> None:
+        """Forget the conversation's reply, if it is the owner's: stopped if it runs, and not saved again."""
+        if run := self.get(key, owner):
+            run.on_change = None  # its last save would bring a deleted conversation back
+            run.stop()
+            del self._by_key[key]

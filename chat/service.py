@@ -34,6 +34,8 @@ SAVE_EVERY = 2.0  # seconds between saves of a streaming reply: what a crash can
 TITLE_CHARS = 80  # a conversation's title: the start of its first message
 MAX_TABS = 10_000  # page tabs (and owners) whose open conversation is remembered; the oldest go first
 INTERRUPTED = f"The app restarted before this reply finished. {RETRY}."
+NOT_YOURS = "There is no such conversation of yours: it may have been deleted."
+LISTED = 1000  # conversations a sidebar lists: the owner's newest
 CONTROLS = chat_controls()  # the settings each chat changes (config.Settings declares them)
 
 
@@ -256,6 +258,41 @@ class ChatService:
             while len(seen) > MAX_TABS:
                 seen.popitem(last=False)
 
+    @property
+    def keeps_conversations(self) -> bool:
+        """Whether conversations are kept (the store is on), so that their owners can list and open them."""
+        return self.store is not None
+
+    async def listed(self, caller: Caller, tab: str) -> tuple[list[tuple[str, str]], str | None]:
+        """The owner's conversations, newest first, as (title, id); and the id of the one this tab shows."""
+        if not (caller.returns and self.store is not None):
+            return [], None
+        rows = await asyncio.to_thread(self.store.owned, caller.session, LISTED)
+        key, newest = (caller.session, tab), rows[0]["id"] if rows else None
+        shown = self._tabs[key] if key in self._tabs else self._current.get(caller.session, newest)
+        return [(row["title"], row["id"]) for row in rows], shown
+
+    async def open(self, caller: Caller, tab: str, conversation: str) -> tuple[list[dict], Run | None]:
+        """One of the caller's conversations, shown in this tab from now on, with its reply if it runs here.
+        Refused: it is not theirs, or no longer there."""
+        found = await self._found(caller, conversation) if caller.returns else None
+        if found is None:
+            raise Refused(NOT_YOURS)
+        self._showing(caller, tab, conversation)
+        return found
+
+    def delete(self, caller: Caller, tab: str, conversation: str) -> None:
+        """Delete one of the caller's conversations (its reply stops); a tab showing it starts a new chat."""
+        if not caller.returns:
+            return
+        self.runs.drop(conversation, caller.session)
+        if self.store is not None:
+            self.store.delete_conversation(caller.session, conversation)
+        if self._tabs.get((caller.session, tab)) == conversation:
+            self._showing(caller, tab, None)
+        elif self._current.get(caller.session) == conversation:  # a reload opens none
+            self._current[caller.session] = None
+
     async def reopen(self, caller: Caller, tab: str) -> tuple[list[dict], Run | None] | None:
         """What a page tab shows as it loads: the conversation its owner had open last (after a restart, their
         newest one in the store), with its reply if it runs here; None for a new chat."""
@@ -271,6 +308,10 @@ class ChatService:
         if conversation is None:
             return None
         self._showing(caller, tab, conversation)
+        return await self._found(caller, conversation)
+
+    async def _found(self, caller: Caller, conversation: str) -> tuple[list[dict], Run | None] | None:
+        """The caller's conversation as a page shows it, with its reply if it runs here; None if not theirs."""
         if run := self.runs.get(conversation, caller.session):
             return run.messages(), run
         stored = await asyncio.to_thread(self.store.opened, caller.session, conversation) if self.store else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import queue
@@ -52,7 +53,7 @@ conversations = sa.Table(  # added by migration 0004
     "chat_conversations",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(80), nullable=False),  # "user-<login>" or "visitor-<hash of the owner cookie>"
+    sa.Column("owner", sa.String(80), nullable=False),  # "page:user-<login>" or "page:visitor-<hash of its cookie>"
     sa.Column("title", sa.Text, nullable=False),  # from the first message
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
@@ -198,6 +199,7 @@ class LogStore:
         self.found_schema: str | None = None  # the revision the database was at when opened
         self._lock = threading.Lock()
         self._newest: dict[str, dict] = {}  # by conversation: its newest save not yet written
+        self._deleting: set[str] = set()  # conversations whose deletion is not yet written
 
     def open(self) -> LogStore:
         """Start writing; create or migrate the schema. If the database cannot be used now, self.problem
@@ -300,12 +302,15 @@ class LogStore:
         with self._lock:
             queued = record.id in self._newest
             self._newest[record.id] = row
+            self._deleting.discard(record.id)
         if not queued:
             self._queue.put(lambda connection: self._write_newest(connection, record.id))
 
     def _write_newest(self, connection: Connection, conversation: str) -> None:
         with self._lock:
-            row = self._newest[conversation]
+            row = self._newest.get(conversation)
+        if row is None:  # deleted while it waited
+            return
         mine = (conversations.c.id == row["id"]) & (conversations.c.owner == row["owner"])
         changed = {k: row[k] for k in ("title", "updated", "status", "messages")}
         if not connection.execute(conversations.update().where(mine).values(**changed)).rowcount:
@@ -317,8 +322,19 @@ class LogStore:
                 self._queue.put(lambda connection: self._write_newest(connection, conversation))
 
     def delete_conversation(self, owner: str, conversation: str) -> None:
+        """Delete one of the owner's conversations (another's id deletes nothing)."""
         mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
-        self._queue.put(lambda connection: connection.execute(conversations.delete().where(mine)))
+        with self._lock:
+            if (self._newest.get(conversation) or {}).get("owner") in (owner, None):
+                self._newest.pop(conversation, None)
+                self._deleting.add(conversation)
+
+        def delete(connection: Connection) -> None:
+            connection.execute(conversations.delete().where(mine))
+            with self._lock:
+                self._deleting.discard(conversation)
+
+        self._queue.put(delete)
 
     def forget_old(self) -> None:
         """Delete conversations (logged, and kept for their owners) last changed more than --log-retention-days
@@ -377,15 +393,28 @@ class LogStore:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    # Reads of conversations see the saves and deletions still waiting for the writer: a conversation
+    # listed or opened right after its reply ended is as it ended.
     def owned(self, owner: str, limit: int = 1000) -> list[dict]:
         """The owner's conversations, newest first: id, title, updated, status (not their messages)."""
         c = conversations.c
         query = sa.select(c.id, c.title, c.updated, c.status).where(c.owner == owner).order_by(c.updated.desc())
         with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+            stored = [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+        with self._lock:  # waiting saves are the newest: made seconds ago at most
+            waiting = [{k: row[k] for k in ("id", "title", "updated", "status")} for row in self._newest.values()]
+            waiting = [row for row in reversed(waiting) if self._newest[row["id"]]["owner"] == owner]
+            hidden = {row["id"] for row in waiting} | self._deleting
+        return [*waiting, *(row for row in stored if row["id"] not in hidden)][:limit]
 
     def opened(self, owner: str, conversation: str) -> dict | None:
         """One of the owner's conversations, whole; None if there is none by that id that is theirs."""
+        with self._lock:
+            if conversation in self._deleting:
+                return None
+            waiting = self._newest.get(conversation)
+        if waiting is not None:
+            return copy.deepcopy(waiting) if waiting["owner"] == owner else None
         mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(conversations).where(mine)).first()

@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 import preflight
-from app import EXAMPLES
 from config import load_settings
 from core.errors import NOTICE
 from core.reply import CONTINUE
@@ -292,34 +291,6 @@ def test_an_attached_image_shows_in_the_chat_and_reaches_the_provider(chat: Chat
     expect(chat.users.locator("img").first).to_be_visible()  # the image is in the user's bubble
     parts = server.chat_requests[-1].body["messages"][-1]["content"]
     assert parts[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(data).decode()
-
-
-def test_history_stays_out_of_the_browser_unless_save_history_is_on(browser, fake_server: FakeOpenAI):
-    fake_server.reset()
-    for save_history in (False, True):
-        with launched(remote_settings(fake_server, save_history=save_history)) as url:
-            chat = Chat(browser, url)
-            try:
-                chat.send(f"secret plan {save_history}")
-                expect(chat.bots.last).to_have_text(f"Echo: secret plan {save_history}")
-                chat.wait_for_reply()
-                chat.page.wait_for_timeout(500)  # the save runs after the reply
-                # Gradio encrypts what it keeps in localStorage, so what counts is what a reload shows.
-                chat.page.reload()
-                expect(chat.textbox).to_be_editable()
-                past_chats = chat.page.get_by_text(f"secret plan {save_history}")
-                if save_history:  # listed in the side panel
-                    expect(past_chats.first).to_be_visible()
-                    expect(chat.page.get_by_role("button", name="New chat")).to_be_visible()
-                else:  # the server shows the visitor's last reply again; without its cookie, nothing is left
-                    expect(chat.bots).to_have_text([f"Echo: secret plan {save_history}"])
-                    chat.context.clear_cookies()
-                    chat.page.reload()
-                    expect(chat.page.get_by_text(EXAMPLES[0]).first).to_be_visible()  # shown in an empty chat only
-                    expect(past_chats).to_have_count(0)
-                    expect(chat.bots).to_have_count(0)
-            finally:
-                chat.close()
 
 
 def test_without_a_log_the_workbench_pages_say_what_turns_them_on(chat: Chat, app_url: str):

@@ -60,12 +60,9 @@ def test_flags_override_the_environment():
     )
 
 
-def test_model_list_and_browser_history_come_from_flags_or_environment():
-    assert load_settings([], {}).save_history is False  # private by default
-    env = {"CHAT_MODELS": "a, b,,c ", "CHAT_SAVE_HISTORY": "1"}
-    settings = load_settings([], env)
-    assert (settings.models, settings.save_history) == (("a", "b", "c"), True)
-    assert load_settings(["--models", "x", "--save-history"], {}).models == ("x",)
+def test_model_list_comes_from_flags_or_environment():
+    assert load_settings([], {"CHAT_MODELS": "a, b,,c "}).models == ("a", "b", "c")
+    assert load_settings(["--models", "x"], {}).models == ("x",)
 
 
 def test_base_url_overrides_a_preset():

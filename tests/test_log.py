@@ -568,3 +568,26 @@ def test_saves_of_one_conversation_waiting_for_the_database_are_merged(log_targe
         assert store.opened("ada", "c-ada-0")["messages"][1]["content"] == "w " * 199
     finally:
         store.close()
+
+
+def test_reads_see_the_saves_and_deletions_still_waiting_for_the_writer(log_target: str):
+    store = LogStore(database_url(log_target)).open()
+    gate = threading.Event()
+    store._queue.put(lambda connection: gate.wait(10))  # the writer is busy: every write waits
+    try:
+        store.save_conversation(conversation("ada", 0))
+        store.save_conversation(conversation("ada", 1))
+        store.save_conversation(conversation("bob", 0))
+        assert [c["id"] for c in store.owned("ada")] == ["c-ada-1", "c-ada-0"]  # newest first, before any write
+        assert store.opened("ada", "c-ada-1")["title"] == "question 1"
+        assert store.opened("bob", "c-ada-1") is None  # another owner's still opens nothing
+        store.delete_conversation("bob", "c-ada-0")  # not bob's: nothing happens
+        store.delete_conversation("ada", "c-ada-0")
+        assert [c["id"] for c in store.owned("ada")] == ["c-ada-1"]
+        assert store.opened("ada", "c-ada-0") is None
+        gate.set()
+        store.flush()
+        assert [c["id"] for c in store.owned("ada")] == ["c-ada-1"]  # as written
+        assert [c["id"] for c in store.owned("bob")] == ["c-bob-0"]
+    finally:
+        store.close()

@@ -4,13 +4,16 @@ import, against the loopback provider and no Gradio server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from chat.service import Caller, ChatService, Refused
 from providers.registry import create_backend
+from storage.logs import LogStore, database_url
 from testkit.fake_openai import FakeOpenAI, Reply
 from testkit.support import answer_text, remote_settings
 
@@ -139,3 +142,43 @@ def test_a_copied_session_hash_names_none_of_anothers_conversations(server: Fake
     assert service.conversation_for(ada, "tab-1", earlier) == mine  # the tab goes on with its conversation
     assert service.conversation_for(eve, "tab-1", earlier) != mine  # the same session_hash, another owner
     assert asyncio.run(service.reopen(eve, "tab-2")) is None  # and her new tab opens nothing of ada's
+
+
+def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server: FakeOpenAI, tmp_path: Path):
+    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    settings = remote_settings(server)
+    service = ChatService(settings, create_backend(settings), ["fake-model"], store=store)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
+    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True)
+    slow = " ".join(f"w{i}" for i in range(200))
+
+    async def scenario() -> None:
+        first = service.conversation_for(ada, "tab", [])
+        run = service.start({"text": "Sailing", "files": []}, [], "fake-model", {}, ada, conversation=first)
+        async for _ in run.follow():
+            pass
+        service.clear(ada, "tab")  # New chat
+        server.default = Reply(text=slow, delay=0.02)
+        second = service.conversation_for(ada, "tab", [])
+        streaming = service.start({"text": "Baking", "files": []}, [], "fake-model", {}, ada, conversation=second)
+        await asyncio.sleep(0.3)
+        assert await service.listed(ada, "tab") == ([("Baking", second), ("Sailing", first)], second)
+        assert await service.listed(eve, "tab") == ([], None)
+        with pytest.raises(Refused, match="no such conversation of yours"):
+            await service.open(eve, "tab", first)  # a foreign id opens nothing, in one sentence
+        shown, ran = await service.open(ada, "tab", first)
+        assert ran is not None and "Echo: Sailing" in json.dumps(shown)
+        service.delete(ada, "tab", second)  # its reply stops, and no later save brings it back
+        with contextlib.suppress(asyncio.CancelledError):
+            await streaming.task
+        assert streaming.stopped and server.wait_for(lambda: server.closed_early, timeout=1.0)
+        await asyncio.sleep(0.2)
+        store.flush()
+        assert await service.listed(ada, "tab") == ([("Sailing", first)], first)
+        with pytest.raises(Refused):
+            await service.open(ada, "tab", second)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
