@@ -335,7 +335,7 @@ def build_app(
             with gr.Sidebar(label="Conversations", open=False):
                 new_chat = gr.Button("New chat", size="sm", variant="primary")
                 conversations = gr.Radio([], label="Your conversations, newest first", elem_id="conversations")
-                delete = gr.Button("Delete this conversation", size="sm", variant="stop")
+                delete = gr.Button("Delete this conversation", size="sm", variant="stop", elem_id="delete-conversation")
             private: dict = {"api_visibility": "private", "concurrency_limit": None}  # none waits for another's
             synced = {"fn": lambda shown: shown, "inputs": chat_ui.chatbot, "outputs": chat_ui.chatbot_state}
             # Listed as the page loads and as each of the chat's events (a reply, a retry, an undo, a clear) ends.

@@ -27,6 +27,7 @@ from pathlib import Path
 from bench.common import OUR_SETTINGS, ROOT, App, Report, process
 from bench.scenarios.browser import browser_render
 from bench.scenarios.capacity import capacity
+from bench.scenarios.conversations import conversation_list
 from bench.scenarios.log_cost import logging_cost
 from bench.scenarios.memory import memory
 from bench.scenarios.model import embedded_model
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store",
+        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store,conversations",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             capacity=[4],
             steps=2,
             resume=4,
+            conversations=(50, 20),
         )
         if args.quick
         else dict(
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             capacity=[32, 64, 128, 256],
             steps=3,
             resume=32,
+            conversations=(1000, 200),
         )
     )
     command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
@@ -187,6 +190,14 @@ def main(argv: list[str] | None = None) -> None:
                     off = App(f"http://127.0.0.1:{store_off_port}/", pid=off_proc.pid, settings=OUR_SETTINGS)
                     users = min(sizes["users"][-1], 32)
                     store_cost(report, on, off, store_db, runs, users, sizes["user_tokens"])
+        if "conversations" in only:
+            with tempfile.TemporaryDirectory(prefix="bench-list-") as folder:
+                store_db = Path(folder) / "chats.db"
+                with process(
+                    ["app.py", "--port", str(log_port)], log_port, {**remote_env, "CHAT_STORE": str(store_db)}
+                ) as proc:
+                    kept = App(f"http://127.0.0.1:{log_port}/", pid=proc.pid, settings=OUR_SETTINGS)
+                    conversation_list(report, kept, store_db, runs, *sizes["conversations"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env

@@ -399,22 +399,23 @@ class LogStore:
         """The owner's conversations, newest first: id, title, updated, status (not their messages)."""
         c = conversations.c
         query = sa.select(c.id, c.title, c.updated, c.status).where(c.owner == owner).order_by(c.updated.desc())
-        with self.engine.connect() as connection:
-            stored = [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+        # What waits is taken before the query: anything written meanwhile is then in one or the other.
         with self._lock:  # waiting saves are the newest: made seconds ago at most
-            waiting = [{k: row[k] for k in ("id", "title", "updated", "status")} for row in self._newest.values()]
-            waiting = [row for row in reversed(waiting) if self._newest[row["id"]]["owner"] == owner]
+            fields = ("id", "title", "updated", "status")
+            waiting = [{k: row[k] for k in fields} for row in reversed(self._newest.values()) if row["owner"] == owner]
             hidden = {row["id"] for row in waiting} | self._deleting
+        with self.engine.connect() as connection:
+            stored = [dict(row._mapping) for row in connection.execute(query.limit(limit + len(hidden)))]
         return [*waiting, *(row for row in stored if row["id"] not in hidden)][:limit]
 
     def opened(self, owner: str, conversation: str) -> dict | None:
         """One of the owner's conversations, whole; None if there is none by that id that is theirs."""
-        with self._lock:
+        with self._lock:  # before the query, as in owned()
             if conversation in self._deleting:
                 return None
-            waiting = self._newest.get(conversation)
+            waiting = copy.deepcopy(self._newest.get(conversation))
         if waiting is not None:
-            return copy.deepcopy(waiting) if waiting["owner"] == owner else None
+            return waiting if waiting["owner"] == owner else None
         mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(conversations).where(mine)).first()

@@ -1,0 +1,108 @@
+"""Scenario 13: the conversation list in Chromium: 1000 conversations listed, a 200-turn one opened."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench.common import CHROMIUM, App, Figure, Report, verdict
+from pages.owners import COOKIE, owner
+from storage.logs import ConversationRecord, LogStore, database_url, now
+
+# Armed before a click: from the click (as the page sees it) to `want` elements matching `counted` shown,
+# the time a person waits. (A function, not eval(): the app's Content-Security-Policy forbids eval.)
+ARM = """([counted, want]) => {
+  window.__waited = undefined;
+  document.addEventListener('click', () => {
+    const started = performance.now();
+    const check = () => document.querySelectorAll(counted).length === want
+      ? (window.__waited = performance.now() - started) : requestAnimationFrame(check);
+    check();
+  }, {capture: true, once: true});
+}"""
+USERS = '[data-testid="user"]'
+LISTED = "#conversations label"
+ANSWER = "The answer to question {turn}: " + "a sentence of about this length, with some words in it. " * 8
+
+
+def timed_click(page, clicked: str, counted: str, want: int) -> float:
+    """Seconds from a click on `clicked` to `want` elements matching `counted` on the page."""
+    page.evaluate(ARM, [counted, want])
+    page.locator(clicked).click()
+    return page.wait_for_function("window.__waited", timeout=60_000).json_value() / 1000
+
+
+def fill(store_db: Path, visitor: str, count: int, turns: int) -> str:
+    """`count` conversations of the visitor's (each of one turn, but the second newest of `turns`); its id."""
+    store, moment = LogStore(database_url(str(store_db))).open(), now()
+    long_id = "long-conversation"
+    for number in range(count):
+        many = turns if number == count - 2 else 1
+        messages = []
+        for turn in range(many):
+            messages += [
+                {"role": "user", "content": f"Question {turn} of conversation {number}: what about this?"},
+                {"role": "assistant", "content": ANSWER.format(turn=turn)},
+            ]
+        updated = moment - timedelta(seconds=count - number)
+        conversation = long_id if many > 1 else f"short-{number}"
+        store.save_conversation(
+            ConversationRecord(conversation, visitor, f"Conversation {number}", updated, updated, "done", messages)
+        )
+    store.flush(timeout=60)
+    store.close()
+    return long_id
+
+
+def conversation_list(report: Report, app: App, store_db: Path, runs: int, count: int, turns: int) -> None:
+    title = f"13. Conversation list: {count} conversations in the sidebar, one of {turns} turns opened, in Chromium"
+    if not Path(CHROMIUM).exists():
+        report.add(title, "Not measured: no chromium here (`apt-get install chromium`).")
+        return
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+    opens, lists, reads = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        context = browser.new_context(viewport={"width": 1100, "height": 800})
+        page = context.new_page()
+        page.goto(app.url)  # the visitor's owner cookie
+        [cookie] = [c["value"] for c in context.cookies() if c["name"] == COOKIE]
+        visitor = f"page:{owner(f'{COOKIE}={cookie}', None)}"
+        long_id = fill(store_db, visitor, count, turns)
+        store = LogStore(database_url(str(store_db))).open()
+        for _ in range(runs * 4):  # the store's own read of the list, without the page
+            started = time.perf_counter()
+            assert len(store.owned(visitor, count)) == count
+            reads.append(time.perf_counter() - started)
+        store.close()
+        page.reload()
+        page.get_by_label("Toggle Sidebar").click()
+        page.locator(LISTED).nth(count - 1).wait_for(timeout=60_000)
+        listed = count
+        for run in range(runs + 1):
+            short = page.locator("#conversations input").nth(2 + run).get_attribute("value")
+            timed_click(page, f'{LISTED}:has(input[value="{short}"])', USERS, 1)
+            opened = timed_click(page, f'{LISTED}:has(input[value="{long_id}"])', USERS, turns)
+            timed_click(page, f'{LISTED}:has(input[value="{short}"])', USERS, 1)
+            relisted = timed_click(page, "#delete-conversation", LISTED, listed - 1)
+            listed -= 1
+            if run == 0:
+                continue  # the first run warms the page up
+            opens.append(opened)
+            lists.append(relisted)
+        browser.close()
+    opened, relisted, read = Figure(opens), Figure(lists), Figure(reads)
+    report.add(
+        title,
+        "| | |\n| --- | --- |\n"
+        f"| open the {turns}-turn conversation: click to its {turns} messages shown | **{opened.ms()}** |\n"
+        f"| delete one: click to the list of {count - 1} shown again | **{relisted.ms()}** |\n"
+        f"| the store's read of {count} (SQLite, in-process, no page) | {read.ms()} |\n\n"
+        f"Targets: open a {turns}-turn conversation < 300 ms ({verdict(opened.median, 0.3)}); list {count} "
+        f"conversations < 100 ms ({verdict(relisted.median, 0.1)}, measured as the whole delete: the click, "
+        "the deletion, the list read again and rendered).",
+    )
