@@ -199,7 +199,7 @@ class LogStore:
         self.found_schema: str | None = None  # the revision the database was at when opened
         self._lock = threading.Lock()
         self._newest: dict[str, dict] = {}  # by conversation: its newest save not yet written
-        self._deleting: set[str] = set()  # conversations whose deletion is not yet written
+        self._deleting: set[tuple[str, str]] = set()  # (owner, conversation) whose deletion is not yet written
 
     def open(self) -> LogStore:
         """Start writing; create or migrate the schema. If the database cannot be used now, self.problem
@@ -302,7 +302,7 @@ class LogStore:
         with self._lock:
             queued = record.id in self._newest
             self._newest[record.id] = row
-            self._deleting.discard(record.id)
+            self._deleting.discard((record.owner, record.id))
         if not queued:
             self._queue.put(lambda connection: self._write_newest(connection, record.id))
 
@@ -325,14 +325,14 @@ class LogStore:
         """Delete one of the owner's conversations (another's id deletes nothing)."""
         mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
         with self._lock:
-            if (self._newest.get(conversation) or {}).get("owner") in (owner, None):
-                self._newest.pop(conversation, None)
-                self._deleting.add(conversation)
+            if (self._newest.get(conversation) or {}).get("owner") == owner:
+                del self._newest[conversation]
+            self._deleting.add((owner, conversation))
 
         def delete(connection: Connection) -> None:
             connection.execute(conversations.delete().where(mine))
             with self._lock:
-                self._deleting.discard(conversation)
+                self._deleting.discard((owner, conversation))
 
         self._queue.put(delete)
 
@@ -403,7 +403,7 @@ class LogStore:
         with self._lock:  # waiting saves are the newest: made seconds ago at most
             fields = ("id", "title", "updated", "status")
             waiting = [{k: row[k] for k in fields} for row in reversed(self._newest.values()) if row["owner"] == owner]
-            hidden = {row["id"] for row in waiting} | self._deleting
+            hidden = {row["id"] for row in waiting} | {gone for whose, gone in self._deleting if whose == owner}
         with self.engine.connect() as connection:
             stored = [dict(row._mapping) for row in connection.execute(query.limit(limit + len(hidden)))]
         return [*waiting, *(row for row in stored if row["id"] not in hidden)][:limit]
@@ -411,7 +411,7 @@ class LogStore:
     def opened(self, owner: str, conversation: str) -> dict | None:
         """One of the owner's conversations, whole; None if there is none by that id that is theirs."""
         with self._lock:  # before the query, as in owned()
-            if conversation in self._deleting:
+            if (owner, conversation) in self._deleting:
                 return None
             waiting = copy.deepcopy(self._newest.get(conversation))
         if waiting is not None:

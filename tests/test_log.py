@@ -581,7 +581,9 @@ def test_reads_see_the_saves_and_deletions_still_waiting_for_the_writer(log_targ
         assert [c["id"] for c in store.owned("ada")] == ["c-ada-1", "c-ada-0"]  # newest first, before any write
         assert store.opened("ada", "c-ada-1")["title"] == "question 1"
         assert store.opened("bob", "c-ada-1") is None  # another owner's still opens nothing
-        store.delete_conversation("bob", "c-ada-0")  # not bob's: nothing happens
+        store.delete_conversation("bob", "c-ada-0")  # not bob's: nothing happens, not even for a moment
+        assert [c["id"] for c in store.owned("ada")] == ["c-ada-1", "c-ada-0"]
+        assert store.opened("ada", "c-ada-0") is not None
         store.delete_conversation("ada", "c-ada-0")
         assert [c["id"] for c in store.owned("ada")] == ["c-ada-1"]
         assert store.opened("ada", "c-ada-0") is None
