@@ -23,7 +23,7 @@ from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim
 from core.history import as_history_entry, text_of, to_provider_messages
 from core.redaction import Redactor
 from core.relay import Pacer
-from core.turn import RUN, SKIP, Exchanges, Paused, Turn, run_turn
+from core.turn import RUN, SKIP, Exchange, Exchanges, Paused, Turn, run_turn
 from providers.base import ChatBackend
 from storage.logs import ConversationRecord, LogStore, now
 from storage.recorder import Recorder
@@ -87,7 +87,8 @@ class ChatService:
         self._per_address = RateLimiter(settings.rate_limit_ip)
         self._pacer = Pacer(settings.update_interval)  # shared: the more replies stream, the less often each updates
         self._exchanges = Exchanges()  # tool results this server produced, for later turns
-        self._paused: dict[str, Paused] = {}  # by session: tool calls waiting for the user's Run or Skip
+        # By owner and conversation (session twice where none is kept): calls waiting for the user's Run or Skip.
+        self._paused: dict[tuple[str, str], Paused] = {}
         self.runs = Runs(settings.stop_unwatched)  # replies running apart from the connections watching them
         # A page tab (its owner's, so that a copied session_hash names nothing) -> the conversation it shows.
         self._tabs: OrderedDict[tuple[str, str], str | None] = OrderedDict()
@@ -112,7 +113,7 @@ class ChatService:
 
     def waits(self, caller: Caller) -> bool:
         """Whether tool calls of the caller's wait for an approval."""
-        return caller.session in self._paused
+        return (caller.session, caller.session) in self._paused
 
     def chosen(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Each chat setting by name, within its range; one not given at its configured value."""
@@ -142,11 +143,13 @@ class ChatService:
         caller: Caller,
         notify: Callable[[str], None] = lambda _: None,
         approved: Mapping[str, bool] | None = None,
+        conversation: str | None = None,
     ) -> AsyncIterator[Turn]:
         """The reply to `message` ({"text": ..., "files": [...]}; an option's button sends a str), given the
         conversation, as it grows: the same Turn, yielded whenever there is more to show (a page shows
         turn.messages()); it has ended, or waits for an approval, at the last. Calls waiting for approval
         are answered by the message RUN or SKIP, or by `approved`: each call's answer by its record.
+        `conversation`: the kept conversation it goes on, whose state the store has after a restart.
         Refused: the conversation stays as it was."""
         chosen = self.chosen(chosen)
         if problem := self.problem(message) or self.not_offered(model):
@@ -155,6 +158,10 @@ class ChatService:
         if too_fast := self.too_fast(caller):
             yield turn.refuse(too_fast)  # never sent to the provider, then or with a later message
             return
+        key = (caller.session, conversation or caller.session)  # where its calls wait for an answer
+        text = message.get("text") if isinstance(message, dict) else message
+        if conversation is not None:
+            await self._recall(caller, conversation, history, answers=approved is not None or text in (RUN, SKIP))
         try:
             sent = to_provider_messages(
                 chosen["system_prompt"],
@@ -166,8 +173,7 @@ class ChatService:
         except (UnreadableAttachment, ImagesNotSupported) as exc:  # refused: sent neither now nor later
             yield turn.refuse(describe(exc, self.settings, partial=False))
             return
-        waiting = self._paused.pop(caller.session, None)
-        text = message.get("text") if isinstance(message, dict) else message
+        waiting = self._paused.pop(key, None)
         if waiting and approved is not None:  # the API: each call's answer by its record
             resume: dict[str, Any] = {"paused": waiting, "approved": approved}
         elif waiting and text in (RUN, SKIP):  # the chat page's buttons
@@ -181,7 +187,7 @@ class ChatService:
                     notify(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
                 async for waits in self._run(turn, sent, GenerationParams.of(chosen, model), **resume):
                     if waits is not None:
-                        self._paused[caller.session] = waits
+                        self._paused[key] = waits
                     yield turn
                 if not (turn.text or turn.waiting):
                     turn.last.notice = f"The model sent an empty reply. {RETRY}."
@@ -210,9 +216,9 @@ class ChatService:
         only its follower (run.follow()), and a new one sees the reply from the start. Refused at once."""
         if problem := self.problem(message) or self.not_offered(model):
             raise Refused(problem)
-        turns = self.turn(message, history, model, chosen, caller, notify, approved)
-        key = conversation or caller.session
         kept = self.store is not None and conversation is not None and caller.returns
+        turns = self.turn(message, history, model, chosen, caller, notify, approved, conversation if kept else None)
+        key = conversation or caller.session
         return self.runs.start(
             key,
             [*history, as_history_entry(message)],
@@ -231,13 +237,43 @@ class ChatService:
                 return
             saved[0] = time.monotonic()
             title = next((text_of(m["content"]) for m in run.before if m.get("role") == "user"), "")
+            messages = run.messages()
             record = ConversationRecord(
                 run.key, owner, title[:TITLE_CHARS] or "Untitled", created, now(), run.ended or "streaming",
-                run.messages(),
+                messages, self._state(owner, run.key, messages),
             )  # fmt: skip
             self.store.save_conversation(record)  # type: ignore[union-attr]
 
         return save
+
+    # A kept conversation's state, beside its messages: what its next turn needs that memory loses in a
+    # restart (the results of its tool calls, which later turns send back; the calls waiting for Run or Skip).
+    def _state(self, owner: str, conversation: str, messages: list[dict]) -> dict:
+        paused = self._paused.get((owner, conversation))
+        return {
+            "exchanges": self._exchanges.kept((m.get("metadata") or {}).get("id") for m in messages),
+            "paused": paused.as_dict() if paused else None,
+        }
+
+    async def _recall(self, caller: Caller, conversation: str, history: list[dict], *, answers: bool) -> None:
+        """After a restart, from the store: the conversation's tool results that its history refers to,
+        and, for an answer (Run or Skip), its calls waiting for one. Another owner's conversation gives none."""
+        records = {
+            record
+            for entry in history
+            if isinstance(entry, dict) and isinstance(record := (entry.get("metadata") or {}).get("id"), str)
+        }
+        missing = {record for record in records if self._exchanges.get(record) is None}
+        answered = answers and (caller.session, conversation) not in self._paused
+        if not (missing or answered) or self.store is None:
+            return
+        stored = await asyncio.to_thread(self.store.opened, caller.session, conversation)
+        state = (stored or {}).get("state") or {}
+        for record, exchange in (state.get("exchanges") or {}).items():
+            if record in missing:
+                self._exchanges.add(record, Exchange(**exchange))
+        if answered and state.get("paused"):
+            self._paused[caller.session, conversation] = Paused.from_dict(state["paused"])
 
     def conversation_for(self, caller: Caller, tab: str, history: list[dict]) -> str | None:
         """The conversation a message from this page tab goes on: the one it shows, or a new one (None: the
@@ -286,6 +322,7 @@ class ChatService:
         if not caller.returns:
             return
         self.runs.drop(conversation, caller.session)
+        self._paused.pop((caller.session, conversation), None)
         if self.store is not None:
             self.store.delete_conversation(caller.session, conversation)
         if self._tabs.get((caller.session, tab)) == conversation:

@@ -7,8 +7,8 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, Protocol
 
 from core.errors import refusal, with_notice
@@ -109,6 +109,10 @@ class Exchanges:
 
     def get(self, record: object) -> Exchange | None:
         return self._kept.get(record) if isinstance(record, str) else None
+
+    def kept(self, records: Iterable[object]) -> dict[str, dict]:
+        """Those of `records` kept here, in JSON's types, to keep beside their conversation."""
+        return {record: asdict(found) for record in records if (found := self.get(record)) is not None}
 
 
 @dataclass
@@ -220,6 +224,18 @@ class Paused:
     params: GenerationParams
     step: Step
     steps_left: int
+
+    def as_dict(self) -> dict:
+        """In JSON's types, to keep beside the conversation (a restart then loses no approval)."""
+        calls = [asdict(call) for call in self.step.calls]
+        return {"messages": self.messages, "params": asdict(self.params), "step": self.step.id, "calls": calls,
+                "steps_left": self.steps_left}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, kept: dict) -> Paused:
+        params = GenerationParams(**{**kept["params"], "tools": tuple(kept["params"]["tools"])})
+        step = Step(Reply(), [ToolCall(**call) for call in kept["calls"]], kept["step"])
+        return cls(kept["messages"], params, step, kept["steps_left"])
 
 
 async def run_turn(

@@ -59,6 +59,8 @@ conversations = sa.Table(  # added by migration 0004
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # done, streaming, stopped, interrupted (the app died)
     sa.Column("messages", sa.JSON, nullable=False),  # the chat's messages as the page shows them
+    # Added by migration 0005: its tool results by record, and its calls waiting for Run or Skip (chat.service).
+    sa.Column("state", sa.JSON),
     sa.Index("ix_chat_conversations_owner_updated", "owner", "updated"),
 )
 votes = sa.Table(
@@ -183,6 +185,7 @@ class ConversationRecord:
     updated: datetime
     status: str  # done, streaming, stopped, interrupted
     messages: list[dict]
+    state: dict | None = None  # what its next turn needs beyond the messages (chat.service says what)
 
 
 class LogStore:
@@ -312,7 +315,7 @@ class LogStore:
         if row is None:  # deleted while it waited
             return
         mine = (conversations.c.id == row["id"]) & (conversations.c.owner == row["owner"])
-        changed = {k: row[k] for k in ("title", "updated", "status", "messages")}
+        changed = {k: row[k] for k in ("title", "updated", "status", "messages", "state")}
         if not connection.execute(conversations.update().where(mine).values(**changed)).rowcount:
             connection.execute(conversations.insert().values(**row))
         with self._lock:

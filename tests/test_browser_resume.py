@@ -5,16 +5,19 @@ In Debian's chromium through Playwright, each browser context a visitor with the
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from testkit.browser import Chat, browser, expect  # noqa: F401 - fixtures used here
-from testkit.fake_openai import FakeOpenAI, Reply
-from testkit.processes import base_env, free_port, spawn, wait_until_serving
-from testkit.support import SENTINEL_KEY
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
+from testkit.support import SENTINEL_KEY, wait_for_line
 
 SLOW = "Hello there! " + " ".join(f"word{i}" for i in range(80))  # 4 s
 
@@ -109,9 +112,9 @@ def test_another_visitor_sees_nothing_of_a_conversation(chat: Chat, browser, app
 
 
 @contextlib.contextmanager
-def app_process(env: dict[str, str]) -> Iterator[subprocess.Popen]:
+def app_process(env: dict[str, str], *flags: str) -> Iterator[subprocess.Popen]:
     """`python app.py` as a user runs it, no flag for the store; ended (by its id) when the block ends."""
-    proc, lines = spawn(env, "--model", "fake-model", "--rate-limit", "0")
+    proc, lines = spawn(env, "--model", "fake-model", "--rate-limit", "0", *flags)
     seen: list[str] = []
     try:
         wait_until_serving(proc, lines, seen)
@@ -157,4 +160,56 @@ def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_r
         expect(tab.bots.last).to_have_text("Echo: second, cut")
         sent = fake_server.chat_requests[-1].body["messages"]
         assert [m["content"] for m in sent[1:]] == ["first", "Echo: first", "second, cut"]
+        tab.close()
+
+
+def test_tool_steps_and_a_call_waiting_for_run_outlive_a_reload_and_a_restart(
+    browser, fake_server: FakeOpenAI, tmp_path: Path
+):
+    """A reload while a tool runs shows it running; a reload and then a restart while a call waits for Run
+    show it waiting, and Run runs it; after another restart a follow-up still sends the tool's result."""
+    fake_server.reset()
+    port, tool_log, mcp_file = free_port(), tmp_path / "calls.log", tmp_path / "mcp.json"
+    server = {"command": sys.executable, "args": ["-m", "testkit.mcp_tools_server"], "cwd": str(ROOT)}
+    servers = {"test": server, "careful": {**server, "approve": True}}
+    mcp_file.write_text(json.dumps({"mcpServers": {name: {**spec, "env": {"MCP_TEST_LOG": str(tool_log)}}
+                                                   for name, spec in servers.items()}}))  # fmt: skip
+    tool_log.write_text("")
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    flags = ("--mcp", str(mcp_file))
+    url = f"http://127.0.0.1:{port}/"
+    with app_process(env, *flags):
+        tab = Chat(browser, url, watch_requests=False)
+        fake_server.enqueue(Reply(tool_calls=[ToolCall("sleep", '{"seconds": 3}', "s")]), Reply(text="Slept."))
+        tab.send("Sleep a while")
+        assert wait_for_line(tool_log, "sleep 3.0 start")
+        tab.page.reload()  # mid-call: the step shows running, then its result and the answer
+        running = tab.folded("Tool: sleep")
+        expect(running.locator(".loading-spinner, .spinner, [class*=spinner]").first).to_be_visible(timeout=2_000)
+        expect(running).to_contain_text('"seconds": 3')
+        expect(tab.bots.last).to_have_text("Slept.", timeout=10_000)
+        fake_server.enqueue(Reply(tool_calls=[ToolCall("careful__echo", '{"text": "approved"}', "e")]))
+        tab.send("Echo carefully")
+        expect(tab.folded("Tool: careful__echo")).to_contain_text("waiting for your approval")
+        tab.wait_for_reply()
+        tab.page.reload()
+        expect(tab.folded("Tool: careful__echo")).to_contain_text("waiting for your approval")
+        expect(tab.page.get_by_role("button", name="Run", exact=True)).to_be_visible()
+    with app_process(env, *flags):  # a restart while the call waits
+        tab.page.reload()
+        expect(tab.folded("Tool: careful__echo")).to_contain_text("waiting for your approval")
+        fake_server.enqueue(Reply(text="All done."))
+        tab.page.get_by_role("button", name="Run", exact=True).click()
+        expect(tab.bots.last).to_have_text("All done.")
+        assert "echo approved" in tool_log.read_text().splitlines()
+    with app_process(env, *flags):  # another restart: the follow-up sends both results back
+        tab.page.reload()
+        expect(tab.bots.last).to_have_text("All done.")
+        tab.send("What did the tools say?")
+        expect(tab.bots.last).to_have_text("Echo: What did the tools say?")
+        sent = fake_server.chat_requests[-1].body["messages"]
+        assert [(m["tool_call_id"], m["content"]) for m in sent if m["role"] == "tool"] == [
+            ("s", "slept 3.0 s"),
+            ("e", "approved"),
+        ]
         tab.close()

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from chat.service import Caller, ChatService, Refused
+from core.turn import RUN, SKIP
 from providers.registry import create_backend
 from storage.logs import LogStore, database_url
-from testkit.fake_openai import FakeOpenAI, Reply
-from testkit.support import answer_text, remote_settings
+from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
+from testkit.support import answer_text, remote_settings, stdio_server
+from tools.hub import ToolHub
 
 ME = Caller("session-1", "127.0.0.1")
 
@@ -182,3 +184,59 @@ def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server
         asyncio.run(scenario())
     finally:
         store.close()
+
+
+def test_a_restart_keeps_a_conversations_tool_results_and_its_calls_waiting_for_run(server: FakeOpenAI, tmp_path: Path):
+    """Two services on one store, one after the other: the second is the app after a restart."""
+    tool_log, db = tmp_path / "calls.log", database_url(str(tmp_path / "chats.db"))
+    hub = ToolHub([stdio_server(tool_log), stdio_server(tool_log, "careful", approve=True)], timeout=10.0)
+    hub.start()
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
+    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True)
+
+    async def reply(service: ChatService, caller: Caller, text: str, history: list, conversation: str) -> list:
+        run = service.start({"text": text, "files": []}, history, "fake-model", {}, caller, conversation=conversation)
+        async for _ in run.follow():
+            pass
+        return run.messages()
+
+    def restarted(before: ChatService | None) -> ChatService:
+        if before is not None:
+            before.store.close()  # type: ignore[union-attr]
+        settings = remote_settings(server)
+        return ChatService(settings, create_backend(settings), ["fake-model"], hub, LogStore(db).open())
+
+    def tool_messages() -> list[dict]:
+        return [m for m in server.chat_requests[-1].body["messages"] if m["role"] == "tool"]
+
+    async def scenario() -> None:
+        service = restarted(None)
+        chat = service.conversation_for(ada, "tab", [])
+        server.enqueue(Reply(tool_calls=[ToolCall("echo", '{"text": "kept"}', "c1")]), Reply(text="Echoed."))
+        shown = await reply(service, ada, "Echo kept", [], chat)
+        service = restarted(service)
+        shown, _ = await service.open(ada, "tab", chat)  # as the page shows it after the restart
+        shown = await reply(service, ada, "What did it say?", shown, chat)
+        assert tool_messages() == [{"role": "tool", "tool_call_id": "c1", "content": "kept"}]  # sent back
+
+        server.enqueue(Reply(tool_calls=[ToolCall("careful__echo", '{"text": "approved"}', "c2")]))
+        shown = await reply(service, ada, "Echo carefully", shown, chat)
+        assert shown[-1]["options"] == [{"value": RUN, "label": RUN}, {"value": SKIP, "label": SKIP}]
+        service = restarted(service)
+        with pytest.raises(Refused):  # another owner cannot answer it (nor learn of it)
+            await service.open(eve, "tab", chat)
+        await reply(service, eve, RUN, shown, service.conversation_for(eve, "tab", shown))
+        assert "echo approved" not in tool_log.read_text()
+        requests = len(server.chat_requests)
+        server.enqueue(Reply(text="All done."))
+        shown, _ = await service.open(ada, "tab", chat)
+        shown = await reply(service, ada, RUN, shown, chat)
+        assert tool_log.read_text().splitlines() == ["echo kept", "echo approved"]
+        assert "All done." in [m["content"] for m in shown] and len(server.chat_requests) == requests + 1
+        assert tool_messages()[-1] == {"role": "tool", "tool_call_id": "c2", "content": "approved"}
+        service.store.close()  # type: ignore[union-attr]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hub.close()
