@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse
 
 import preflight
 from chat.runs import Run
-from chat.service import CONTROLS, Caller, ChatService, Refused
+from chat.service import CONTROLS, LISTED, Caller, ChatService, Refused
 from config import VERSION, ConfigError, Declared, Settings, load_settings
 from core.turn import Turn
 from pages import mcp_endpoint
@@ -166,8 +166,9 @@ def build_app(
         message: dict, history: list[dict], model: str, request: gr.Request, **chosen: Any
     ) -> AsyncIterator[list[dict]]:
         """Stream the assistant's reply to `message`, given the conversation and the chat's settings by name."""
-        asking = caller(request)
-        conversation = service.conversation_for(asking, request.session_hash or "", history)
+        asking, tab = caller(request), request.session_hash or ""
+        conversation = service.conversation_for(asking, tab, history)
+        history = service.whole(asking, tab, history)  # a long conversation's earlier messages, not shown
         try:
             run = service.start(message, history, model, chosen, asking, notify=gr.Info, conversation=conversation)
         except Refused as exc:
@@ -175,7 +176,7 @@ def build_app(
         async for turn in service.follow(run, asking):  # a reload or a dropped connection ends this, not the reply
             yield turn.messages()
 
-    async def show(found: tuple[list[dict], Run | None], asking: Caller) -> AsyncIterator[tuple]:
+    async def show(found: tuple[list[dict], Run | None], asking: Caller, tab: str) -> AsyncIterator[tuple]:
         """A conversation (chatbot, textbox): as kept, or with its reply as it grows if it runs."""
         shown, run = found
         if run is None:  # kept in the store: it ended
@@ -185,9 +186,10 @@ def build_app(
         running = run.running
         streaming = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True) if running else gr.skip()
         async for _ in service.follow(run, asking):
-            yield run.messages(), streaming
+            yield service.in_view(asking, tab, run.messages()), streaming
         if running:
-            yield run.messages(), gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+            textbox = gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+            yield service.in_view(asking, tab, run.messages()), textbox
 
     async def resume(request: gr.Request) -> AsyncIterator[tuple]:
         """On page load: the conversation the visitor had open, and its reply as it grows if it runs."""
@@ -196,44 +198,63 @@ def build_app(
         if found is None:
             yield gr.skip(), gr.skip()
             return
-        async for shown in show(found, asking):
+        async for shown in show(found, asking, request.session_hash or ""):
             yield shown
 
-    async def open_conversation(conversation: str, request: gr.Request) -> AsyncIterator[tuple]:
-        """A conversation picked in the sidebar, in place of the one shown (which goes on if it runs)."""
-        asking = caller(request)
+    async def open_conversation(conversation: str, request: gr.Request) -> list[dict]:
+        """A conversation picked in the sidebar, in place of the one shown (which goes on if it runs). Quick,
+        out of the queue; a reply running there is followed by the next step, follow_opened()."""
         try:
-            found = await service.open(asking, request.session_hash or "", conversation)
+            shown, _ = await service.open(caller(request), request.session_hash or "", conversation)
         except Refused as exc:
             raise refuse(str(exc)) from None
-        async for shown in show(found, asking):
+        return shown
+
+    async def follow_opened(request: gr.Request) -> AsyncIterator[tuple]:
+        """The reply running in the conversation the tab just opened, as it grows."""
+        asking, tab = caller(request), request.session_hash or ""
+        run = service.showing(asking, tab)
+        if run is None or not run.running:
+            yield gr.skip(), gr.skip()
+            return
+        async for shown in show((service.in_view(asking, tab, run.messages()), run), asking, tab):
             yield shown
 
-    async def list_conversations(request: gr.Request) -> gr.Radio:
-        listed, shown = await service.listed(caller(request), request.session_hash or "")
-        return gr.Radio(listed, value=shown)
+    async def list_conversations(count: int, request: gr.Request) -> tuple[gr.Radio, gr.Button]:
+        """The sidebar's list (the newest `count`), and Show more if there are older ones."""
+        listing = await service.listed(caller(request), request.session_hash or "", count)
+        shown = listing.shown if listing.shown in {id for _, id in listing.conversations} else None
+        return gr.Radio(listing.conversations, value=shown), gr.Button(visible=listing.more)
 
     def new_conversation(request: gr.Request) -> tuple:
         service.clear(caller(request), request.session_hash or "")
         return [], gr.Radio(value=None)
 
-    async def delete_conversation(conversation: str | None, request: gr.Request) -> tuple:
+    async def delete_conversation(conversation: str | None, count: int, request: gr.Request) -> tuple:
         """The conversation picked in the sidebar is deleted from the store; the page starts a new chat."""
         if not conversation:
             raise refuse("Pick a conversation in the list to delete it.")
-        asking = caller(request)
-        service.delete(asking, request.session_hash or "", conversation)
-        listed, _ = await service.listed(asking, request.session_hash or "")
-        return [], gr.Radio(listed, value=None)
+        service.delete(caller(request), request.session_hash or "", conversation)
+        return [], *await list_conversations(count, request)
+
+    def shown_now(shown: list[dict], request: gr.Request) -> tuple[list[dict], gr.Button]:
+        """After the chat changed outside ChatInterface's events: the history it sends next (in the shape
+        ChatInterface keeps it, as its own events do), and Show earlier messages while the tab shows a long
+        conversation's newest turns only."""
+        return shown, gr.Button(visible=service.left_out(caller(request), request.session_hash or ""))
+
+    def show_earlier(history: list[dict], request: gr.Request) -> list[dict]:
+        return service.show_earlier(caller(request), request.session_hash or "", history)
 
     def stop(request: gr.Request) -> None:
         """The Stop button: the reply ends (a reload would only leave it)."""
         if run := service.showing(caller(request), request.session_hash or ""):
             run.stop()
 
-    def forget(request: gr.Request) -> None:
+    def forget(request: gr.Request) -> gr.Button:
         """The chat was cleared: a reload shows a new one."""
         service.clear(caller(request), request.session_hash or "")
+        return gr.Button(visible=False)  # Show earlier messages
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
@@ -250,15 +271,17 @@ def build_app(
 
     def rate(history: list[dict], like: gr.LikeData, request: gr.Request) -> gr.Column:
         """Thumbs up or down on a reply: logged with its turn; then a comment may follow."""
-        return gr.Column(visible=service.rate(caller(request), history, like.index, like.liked))
+        rated = service.rate(caller(request), request.session_hash or "", history, like.index, like.liked)
+        return gr.Column(visible=rated)
 
     def add_comment(comment: str, request: gr.Request) -> tuple:
         if service.comment(caller(request), comment):
             gr.Info("Thanks: your comment is saved with your rating.")
         return "", gr.Column(visible=False)
 
-    def export_chat(history: list[dict], model: str, **chosen: Any) -> list[str]:
-        markdown, document = service.export(history, model, chosen)
+    def export_chat(history: list[dict], model: str, request: gr.Request, **chosen: Any) -> list[str]:
+        whole = service.whole(caller(request), request.session_hash or "", history)
+        markdown, document = service.export(whole, model, chosen)
         folder, name = private_folder("chat-export-"), f"chat-{datetime.now():%Y%m%d-%H%M%S}"
         (folder / f"{name}.md").write_text(markdown, encoding="utf-8")
         (folder / f"{name}.json").write_text(document, encoding="utf-8")
@@ -321,39 +344,50 @@ def build_app(
             concurrency_limit=backend.max_concurrency or settings.concurrency,
             analytics_enabled=False,
         )
+        earlier = gr.Button("Show earlier messages", size="sm", visible=False, elem_id="show-earlier")
+        synced = {"fn": shown_now, "inputs": chat_ui.chatbot, "outputs": [chat_ui.chatbot_state, earlier]}
+        synced |= {"queue": False, "api_visibility": "private"}
         # A reply runs apart from the page: a reload shows it, and Stop (not a reload) ends it.
         # Following a reply costs nothing upstream, so any number of pages follow at once (Gradio's default
         # runs one such event at a time: a second visitor's reload waited for the first one's reply to end).
-        demo.load(
+        resumed = demo.load(
             resume, None, [chat_ui.chatbot, chat_ui.textbox], concurrency_limit=None, api_visibility="private"
-        ).then(
-            lambda shown: shown, chat_ui.chatbot, chat_ui.chatbot_state, queue=False, api_visibility="private"
-        )  # the history the chat sends next, in the shape ChatInterface keeps it (as its own events do)
+        )
+        resumed.then(**synced)
         chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")
-        chat_ui.chatbot.clear(forget, None, None, queue=False, api_visibility="private")
+        chat_ui.chatbot.clear(forget, None, earlier, queue=False, api_visibility="private")
+        earlier.click(show_earlier, chat_ui.chatbot, chat_ui.chatbot, queue=False, api_visibility="private").then(
+            **synced
+        )
         if service.keeps_conversations:
             with gr.Sidebar(label="Conversations", open=False):
                 new_chat = gr.Button("New chat", size="sm", variant="primary")
                 conversations = gr.Radio([], label="Your conversations, newest first", elem_id="conversations")
+                show_more = gr.Button("Show more", size="sm", visible=False, elem_id="show-more")
+                listing = gr.State(LISTED)  # how many the list shows: more with each Show more
                 delete = gr.Button("Delete this conversation", size="sm", variant="stop", elem_id="delete-conversation")
             private: dict = {"api_visibility": "private", "concurrency_limit": None}  # none waits for another's
-            synced = {"fn": lambda shown: shown, "inputs": chat_ui.chatbot, "outputs": chat_ui.chatbot_state}
             # Listed as the page loads and as each of the chat's events (a reply, a retry, an undo, a clear) ends.
-            demo.load(list_conversations, None, conversations, **private)
+            relist = {"fn": list_conversations, "inputs": listing, "outputs": [conversations, show_more], **private}
+            unqueued = {"queue": False, "api_visibility": "private"}  # a quick step: one request, no queue
+            demo.load(**relist)
             for synced_step in chat_synced_steps(demo, chat_ui):
-                synced_step.then(list_conversations, None, conversations, **private)
+                synced_step.then(**relist)
+            show_more.click(lambda count: count + LISTED, listing, listing, **unqueued).then(**relist)
             # Another conversation in the tab: first the page stops watching the reply it showed (which goes
             # on), so that none of its updates still on the way writes over the one shown next.
             leave = {"fn": None, "cancels": chat_reply_steps(demo), "queue": False}
-            conversations.input(**leave).then(
-                open_conversation, conversations, [chat_ui.chatbot, chat_ui.textbox], **private
-            ).then(**synced, queue=False, **private)
+            opened = conversations.input(**leave).then(open_conversation, conversations, chat_ui.chatbot, **unqueued)
+            following = opened.then(**synced).then(follow_opened, None, [chat_ui.chatbot, chat_ui.textbox], **private)
+            following.then(**synced)
             new_chat.click(**leave).then(new_conversation, None, [chat_ui.chatbot, conversations], **private).then(
-                **synced, queue=False, **private
+                **synced
             )
             delete.click(**leave).then(
-                delete_conversation, conversations, [chat_ui.chatbot, conversations], **private
-            ).then(**synced, queue=False, **private)
+                delete_conversation, [conversations, listing], [chat_ui.chatbot, conversations, show_more], **unqueued
+            ).then(**synced)
+            # The same for a reply the page follows on its own (after a reload, or opened while it ran).
+            gr.on([conversations.input, new_chat.click, delete.click], None, cancels=[resumed, following], queue=False)
         if workbench:
             with gr.Column(visible=False) as comment_box:
                 comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)

@@ -37,6 +37,7 @@ from bench.scenarios.stop import stop
 from bench.scenarios.store_cost import store_cost
 from bench.scenarios.tools import tool_steps
 from bench.scenarios.users import many_users
+from chat.service import LISTED
 from testkit.processes import free_port
 
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             capacity=[4],
             steps=2,
             resume=4,
-            conversations=(50, 20),
+            conversations=(LISTED + 10, 30),  # more than a list shows, longer than one opens
         )
         if args.quick
         else dict(

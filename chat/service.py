@@ -35,7 +35,9 @@ TITLE_CHARS = 80  # a conversation's title: the start of its first message
 MAX_TABS = 10_000  # page tabs (and owners) whose open conversation is remembered; the oldest go first
 INTERRUPTED = f"The app restarted before this reply finished. {RETRY}."
 NOT_YOURS = "There is no such conversation of yours: it may have been deleted."
-LISTED = 1000  # conversations a sidebar lists: the owner's newest
+OPENED = 20  # messages a long conversation opens with (its newest turns): Chromium renders 400 in over a second
+EARLIER = "earlier-messages"  # the metadata id of the note that stands for the earlier ones on the page
+LISTED = 50  # conversations a sidebar lists at first (the owner's newest), and each "Show more" adds
 CONTROLS = chat_controls()  # the settings each chat changes (config.Settings declares them)
 
 
@@ -50,6 +52,16 @@ class Caller:
     session: str
     address: str
     returns: bool = False  # whether they can come back to a reply (a login, the owner cookie, a chat id) after a drop
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A sidebar's list: the owner's newest conversations as (title, id), the one a tab shows, and
+    whether there are older ones."""
+
+    conversations: list[tuple[str, str]]
+    shown: str | None
+    more: bool
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ class ChatService:
         # A page tab (its owner's, so that a copied session_hash names nothing) -> the conversation it shows.
         self._tabs: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._current: OrderedDict[str, str | None] = OrderedDict()  # an owner -> the one they had open last
+        self._earlier: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()  # a tab -> the messages it left out
 
     # -- checks ------------------------------------------------------------------
     def problem(self, message: dict | str) -> str | None:
@@ -285,6 +298,8 @@ class ChatService:
         return conversation
 
     def _showing(self, caller: Caller, tab: str, conversation: str | None) -> None:
+        if self._tabs.get((caller.session, tab)) != conversation:
+            self._earlier.pop((caller.session, tab), None)
         for seen, key, value in (
             (self._tabs, (caller.session, tab), conversation),
             (self._current, caller.session, conversation),
@@ -299,14 +314,14 @@ class ChatService:
         """Whether conversations are kept (the store is on), so that their owners can list and open them."""
         return self.store is not None
 
-    async def listed(self, caller: Caller, tab: str) -> tuple[list[tuple[str, str]], str | None]:
-        """The owner's conversations, newest first, as (title, id); and the id of the one this tab shows."""
+    async def listed(self, caller: Caller, tab: str, count: int = LISTED) -> Listing:
+        """The owner's newest `count` conversations, and which this tab shows."""
         if not (caller.returns and self.store is not None):
-            return [], None
-        rows = await asyncio.to_thread(self.store.owned, caller.session, LISTED)
+            return Listing([], None, False)
+        rows = await asyncio.to_thread(self.store.owned, caller.session, count + 1)
         key, newest = (caller.session, tab), rows[0]["id"] if rows else None
         shown = self._tabs[key] if key in self._tabs else self._current.get(caller.session, newest)
-        return [(row["title"], row["id"]) for row in rows], shown
+        return Listing([(row["title"], row["id"]) for row in rows[:count]], shown, len(rows) > count)
 
     async def open(self, caller: Caller, tab: str, conversation: str) -> tuple[list[dict], Run | None]:
         """One of the caller's conversations, shown in this tab from now on, with its reply if it runs here.
@@ -315,7 +330,7 @@ class ChatService:
         if found is None:
             raise Refused(NOT_YOURS)
         self._showing(caller, tab, conversation)
-        return found
+        return self._opened(caller, tab, *found)
 
     def delete(self, caller: Caller, tab: str, conversation: str) -> None:
         """Delete one of the caller's conversations (its reply stops); a tab showing it starts a new chat."""
@@ -345,7 +360,51 @@ class ChatService:
         if conversation is None:
             return None
         self._showing(caller, tab, conversation)
-        return await self._found(caller, conversation)
+        found = await self._found(caller, conversation)
+        return self._opened(caller, tab, *found) if found else None
+
+    # A long conversation opens with its newest turns; the tab keeps the earlier messages, which its next
+    # turn, a rating and an export take with what the page sends, and which the page shows when asked.
+    def _opened(self, caller: Caller, tab: str, messages: list[dict], run: Run | None) -> tuple[list[dict], Run | None]:
+        key = (caller.session, tab)
+        self._earlier.pop(key, None)
+        first = len(messages) - OPENED  # the first user message from here on begins what is shown
+        cut = next((i for i in range(max(first, 1), len(messages)) if messages[i].get("role") == "user"), 0)
+        if first > 0 and cut:
+            self._earlier[key] = messages[:cut]
+            while len(self._earlier) > MAX_TABS:
+                self._earlier.popitem(last=False)
+        return self.in_view(caller, tab, messages), run
+
+    def in_view(self, caller: Caller, tab: str, messages: list[dict]) -> list[dict]:
+        """A conversation, whole (a reply's as it grows), as the tab shows it: without what it left out."""
+        earlier = self._earlier.get((caller.session, tab))
+        if not earlier:
+            return messages
+        note = {
+            "role": "assistant",
+            "content": "Press **Show earlier messages** (under the message box) to see them.",
+            "metadata": {"title": f"{len(earlier)} earlier messages", "id": EARLIER},
+        }
+        return [note, *messages[len(earlier) :]]
+
+    def whole(self, caller: Caller, tab: str, history: list[dict]) -> list[dict]:
+        """The conversation a tab sends (it shows the newest turns of a long one), with what it left out."""
+        earlier = self._earlier.get((caller.session, tab))
+        first = history[0] if history and isinstance(history[0], dict) else {}
+        if not earlier or (first.get("metadata") or {}).get("id") != EARLIER:
+            return history
+        return [*earlier, *history[1:]]
+
+    def left_out(self, caller: Caller, tab: str) -> bool:
+        """Whether the tab shows a long conversation's newest turns only."""
+        return (caller.session, tab) in self._earlier
+
+    def show_earlier(self, caller: Caller, tab: str, history: list[dict]) -> list[dict]:
+        """The whole conversation, for the tab to show from now on."""
+        whole = self.whole(caller, tab, history)
+        self._earlier.pop((caller.session, tab), None)
+        return whole
 
     async def _found(self, caller: Caller, conversation: str) -> tuple[list[dict], Run | None] | None:
         """The caller's conversation as a page shows it, with its reply if it runs here; None if not theirs."""
@@ -423,9 +482,13 @@ class ChatService:
         yield turn
 
     # -- feedback ----------------------------------------------------------------
-    def rate(self, caller: Caller, history: list[dict], index: Any, liked: bool | str) -> bool:
-        """Thumbs up or down on a reply, logged with its turn; False when there is no such turn."""
-        return self.recorder.feedback(caller.session, history, index, liked) is not None
+    def rate(self, caller: Caller, tab: str, history: list[dict], index: Any, liked: bool | str) -> bool:
+        """Thumbs up or down on a reply (at `index` in what the tab shows), logged with its turn; False when
+        there is no such turn."""
+        whole = self.whole(caller, tab, history)
+        if isinstance(index, int):
+            index += len(whole) - len(history)
+        return self.recorder.feedback(caller.session, whole, index, liked) is not None
 
     def comment(self, caller: Caller, text: str) -> bool:
         """A comment on the caller's last rating; False when there is none to attach it to."""

@@ -3,11 +3,15 @@ the browser; another visitor's never listed. In Debian's chromium through Playwr
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from storage.logs import LogStore, conversations, database_url
+from chat.service import LISTED, OPENED
+from core.history import text_of
+from pages.owners import COOKIE, owner
+from storage.logs import ConversationRecord, LogStore, conversations, database_url, now
 from testkit.browser import Chat, browser, expect, screenshots  # noqa: F401 - fixtures used here
 from testkit.fake_openai import FakeOpenAI, Reply
 from testkit.support import launched, remote_settings
@@ -92,7 +96,7 @@ def test_a_reply_streaming_in_a_conversation_left_goes_on_and_shows_when_opened_
     browser, fake_server: FakeOpenAI, tmp_path: Path
 ):
     store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
-    slow = "Hello there! " + " ".join(f"word{i}" for i in range(60))  # 3 s
+    slow = "Hello there! " + " ".join(f"word{i}" for i in range(120))  # 6 s
     try:
         with launched(remote_settings(fake_server), store=store) as url:
             chat = Chat(browser, url, watch_requests=False)
@@ -110,8 +114,87 @@ def test_a_reply_streaming_in_a_conversation_left_goes_on_and_shows_when_opened_
                 expect(chat.users).to_have_text(["First"])
                 chat.page.locator("#conversations label", has_text="Talk slowly").click()
                 expect(chat.users).to_have_text(["Talk slowly"])
-                expect(chat.bots.last).to_have_text(slow)  # it went on, whole, from one request
+                expect(chat.bots.last).to_contain_text("word50")  # followed as it goes on
+                chat.page.locator("#conversations label", has_text="First").click()  # and left again
+                expect(chat.users).to_have_text(["First"])
+                chat.page.wait_for_timeout(500)
+                expect(chat.users).to_have_text(["First"])
+                chat.page.locator("#conversations label", has_text="Talk slowly").click()
+                expect(chat.bots.last).to_have_text(slow, timeout=10_000)  # it went on, whole, from one request
                 assert len(fake_server.chat_requests) == 2 and not fake_server.closed_early
+            finally:
+                chat.close()
+    finally:
+        store.close()
+
+
+def test_the_newest_are_listed_and_show_more_lists_older_ones(browser, fake_server: FakeOpenAI, tmp_path: Path):
+    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    try:
+        with launched(remote_settings(fake_server), store=store) as url:
+            chat = Chat(browser, url)
+            try:
+                [cookie] = [c["value"] for c in chat.page.context.cookies() if c["name"] == COOKIE]
+                visitor, moment = f"page:{owner(f'{COOKIE}={cookie}', None)}", now()
+                for number in range(LISTED + 5):  # "Topic 0" the oldest
+                    updated = moment - timedelta(minutes=LISTED + 5 - number)
+                    messages = [{"role": "user", "content": f"Topic {number}"}, {"role": "assistant", "content": "ok"}]
+                    record = ConversationRecord(f"c{number}", visitor, f"Topic {number}", updated, updated, "done",
+                                                messages)  # fmt: skip
+                    store.save_conversation(record)
+                store.flush()
+                chat.page.reload()
+                chat.page.get_by_label("Toggle Sidebar").click()
+                labels = chat.page.locator("#conversations label")
+                more = chat.page.get_by_role("button", name="Show more")
+                expect(labels).to_have_count(LISTED)
+                expect(labels.first).to_have_text(f"Topic {LISTED + 4}")
+                more.click()
+                expect(labels).to_have_count(LISTED + 5)
+                expect(more).to_be_hidden()
+                labels.last.click()
+                expect(chat.users).to_have_text(["Topic 0"])
+            finally:
+                chat.close()
+    finally:
+        store.close()
+
+
+def test_a_long_conversation_opens_with_its_newest_turns_and_goes_on_whole(
+    browser, fake_server: FakeOpenAI, tmp_path: Path
+):
+    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    turns = OPENED  # twice as many messages as a conversation opens with
+    try:
+        with launched(remote_settings(fake_server), store=store) as url:
+            chat = Chat(browser, url)
+            try:
+                [cookie] = [c["value"] for c in chat.page.context.cookies() if c["name"] == COOKIE]
+                visitor, moment = f"page:{owner(f'{COOKIE}={cookie}', None)}", now()
+                messages = []
+                for number in range(turns):
+                    messages += [
+                        {"role": "user", "content": f"Q{number}"},
+                        {"role": "assistant", "content": f"A{number}"},
+                    ]
+                store.save_conversation(ConversationRecord("long", visitor, "Q0", moment, moment, "done", messages))
+                store.flush()
+                chat.page.reload()  # it opens as the newest: its newest turns, and a note for the earlier ones
+                shown = [f"Q{number}" for number in range(turns - OPENED // 2, turns)]
+                expect(chat.users).to_have_text(shown)
+                expect(chat.folded(f"{OPENED} earlier messages")).to_have_count(1)
+                chat.send("And the next one?")
+                chat.wait_for_reply()
+                sent = [m["content"] for m in fake_server.chat_requests[-1].body["messages"][1:]]
+                assert sent == [*(m["content"] for m in messages), "And the next one?"]  # the whole conversation
+                chat.page.get_by_role("button", name="Show earlier messages").click()
+                expect(chat.users).to_have_count(turns + 1)
+                expect(chat.users.first).to_have_text("Q0")
+                expect(chat.page.get_by_role("button", name="Show earlier messages")).to_be_hidden()
+                store.flush()
+                saved = store.opened(visitor, "long")["messages"]
+                assert [text_of(m["content"]) for m in saved[: 2 * turns]] == [m["content"] for m in messages]
+                assert "earlier messages" not in str(saved)  # the note is the page's, not kept
             finally:
                 chat.close()
     finally:

@@ -18,6 +18,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from chat.service import LISTED, OPENED, SAVE_EVERY, TITLE_CHARS
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
@@ -226,7 +227,8 @@ def test_the_readme_setting_recipe_gives_a_flag_a_slider_and_an_api_parameter(tm
     assert "--presence-penalty" in help_text and "CHAT_PRESENCE_PENALTY" in help_text
     # As the Quick start runs it, with the embedded model: llama.cpp's server takes the new parameter.
     with serving(copy, "--presence-penalty", "0.5") as (url, _):
-        reply = Client(url, verbose=False).predict(message("Say hi."), max_tokens=8, api_name="/chat")
+        asked = message("Write a long story about the sea.")  # longer than 8 tokens, however it is sampled
+        reply = Client(url, verbose=False).predict(asked, max_tokens=8, api_name="/chat")
     [stats] = [m["metadata"]["log"] for m in reply if (m.get("metadata") or {}).get("title") == "Stats"]
     assert "finish: length" in stats  # it answered, up to the 8 tokens asked for: not an error
 
@@ -252,3 +254,15 @@ def test_the_readmes_migration_command_writes_a_revision_the_log_is_migrated_to(
         [sys.executable, "-c", probe, str(tmp_path / "chats.db")], cwd=copy, capture_output=True, text=True, timeout=60
     )
     assert opened.stdout.split() == ["None", following], opened.stderr
+
+
+def test_the_readmes_figures_for_kept_conversations_are_the_apps():
+    """What the README says of the list, a long conversation, a title and the saves, against chat.service."""
+    readme = " ".join((ROOT / "README.md").read_text().split())  # its lines joined: a phrase may wrap
+    for phrase in (
+        f"the newest {LISTED}, and **Show more** lists {LISTED} more",
+        f"a long one opens with its newest {OPENED} messages",
+        f"its first message's first {TITLE_CHARS} characters",
+        f"saved every {SAVE_EVERY:g} s as it streams",
+    ):
+        assert phrase in readme, phrase

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.service import Caller, ChatService, Refused
+from chat.service import Caller, ChatService, Listing, Refused
 from core.turn import RUN, SKIP
 from providers.registry import create_backend
 from storage.logs import LogStore, database_url
@@ -164,8 +164,9 @@ def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server
         second = service.conversation_for(ada, "tab", [])
         streaming = service.start({"text": "Baking", "files": []}, [], "fake-model", {}, ada, conversation=second)
         await asyncio.sleep(0.3)
-        assert await service.listed(ada, "tab") == ([("Baking", second), ("Sailing", first)], second)
-        assert await service.listed(eve, "tab") == ([], None)
+        assert await service.listed(ada, "tab") == Listing([("Baking", second), ("Sailing", first)], second, False)
+        assert await service.listed(ada, "tab", 1) == Listing([("Baking", second)], second, True)  # older: more
+        assert await service.listed(eve, "tab") == Listing([], None, False)
         with pytest.raises(Refused, match="no such conversation of yours"):
             await service.open(eve, "tab", first)  # a foreign id opens nothing, in one sentence
         shown, ran = await service.open(ada, "tab", first)
@@ -176,7 +177,7 @@ def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server
         assert streaming.stopped and server.wait_for(lambda: server.closed_early, timeout=1.0)
         await asyncio.sleep(0.2)
         store.flush()
-        assert await service.listed(ada, "tab") == ([("Sailing", first)], first)
+        assert await service.listed(ada, "tab") == Listing([("Sailing", first)], first, False)
         with pytest.raises(Refused):
             await service.open(ada, "tab", second)
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.common import CHROMIUM, App, Figure, Report, verdict
+from chat.service import LISTED, OPENED
 from pages.owners import COOKIE, owner
 from storage.logs import ConversationRecord, LogStore, database_url, now
 
@@ -22,7 +23,7 @@ ARM = """([counted, want]) => {
   }, {capture: true, once: true});
 }"""
 USERS = '[data-testid="user"]'
-LISTED = "#conversations label"
+LISTED_LABELS = "#conversations label"
 ANSWER = "The answer to question {turn}: " + "a sentence of about this length, with some words in it. " * 8
 
 
@@ -64,7 +65,7 @@ def conversation_list(report: Report, app: App, store_db: Path, runs: int, count
 
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
-    opens, lists, reads = [], [], []
+    opens, wholes, lists, mores, reads = [], [], [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         context = browser.new_context(viewport={"width": 1100, "height": 800})
@@ -79,30 +80,39 @@ def conversation_list(report: Report, app: App, store_db: Path, runs: int, count
             assert len(store.owned(visitor, count)) == count
             reads.append(time.perf_counter() - started)
         store.close()
-        page.reload()
-        page.get_by_label("Toggle Sidebar").click()
-        page.locator(LISTED).nth(count - 1).wait_for(timeout=60_000)
-        listed = count
+        shown = OPENED // 2 if 2 * turns > OPENED else turns  # user messages a long conversation opens with
+        left = count
         for run in range(runs + 1):
-            short = page.locator("#conversations input").nth(2 + run).get_attribute("value")
-            timed_click(page, f'{LISTED}:has(input[value="{short}"])', USERS, 1)
-            opened = timed_click(page, f'{LISTED}:has(input[value="{long_id}"])', USERS, turns)
-            timed_click(page, f'{LISTED}:has(input[value="{short}"])', USERS, 1)
-            relisted = timed_click(page, "#delete-conversation", LISTED, listed - 1)
-            listed -= 1
+            page.reload()
+            page.get_by_label("Toggle Sidebar").click()
+            page.locator(LISTED_LABELS).nth(LISTED - 1).wait_for(timeout=60_000)
+            short = page.locator("#conversations input").nth(2).get_attribute("value")
+            timed_click(page, f'{LISTED_LABELS}:has(input[value="{short}"])', USERS, 1)
+            opened = timed_click(page, f'{LISTED_LABELS}:has(input[value="{long_id}"])', USERS, shown)
+            whole = timed_click(page, "#show-earlier", USERS, turns)
+            timed_click(page, f'{LISTED_LABELS}:has(input[value="{short}"])', USERS, 1)
+            relisted = timed_click(page, "#delete-conversation", f'{LISTED_LABELS}:has(input[value="{short}"])', 0)
+            left -= 1
+            more = timed_click(page, "#show-more", LISTED_LABELS, min(2 * LISTED, left))
             if run == 0:
                 continue  # the first run warms the page up
             opens.append(opened)
+            wholes.append(whole)
             lists.append(relisted)
+            mores.append(more)
         browser.close()
-    opened, relisted, read = Figure(opens), Figure(lists), Figure(reads)
+    opened, whole, relisted, more = Figure(opens), Figure(wholes), Figure(lists), Figure(mores)
+    read = Figure(reads)
     report.add(
         title,
         "| | |\n| --- | --- |\n"
-        f"| open the {turns}-turn conversation: click to its {turns} messages shown | **{opened.ms()}** |\n"
-        f"| delete one: click to the list of {count - 1} shown again | **{relisted.ms()}** |\n"
-        f"| the store's read of {count} (SQLite, in-process, no page) | {read.ms()} |\n\n"
-        f"Targets: open a {turns}-turn conversation < 300 ms ({verdict(opened.median, 0.3)}); list {count} "
-        f"conversations < 100 ms ({verdict(relisted.median, 0.1)}, measured as the whole delete: the click, "
-        "the deletion, the list read again and rendered).",
+        f"| open the {turns}-turn conversation: click to its newest {shown} turns shown | **{opened.ms()}** |\n"
+        f"| then Show earlier messages: click to all {turns} turns shown | {whole.ms()} |\n"
+        f"| delete one: click to the list (its newest {LISTED} of {count}) shown again | **{relisted.ms()}** |\n"
+        f"| Show more: click to {LISTED} more listed | {more.ms()} |\n"
+        f"| the store's read of all {count} (SQLite, in-process, no page) | {read.ms()} |\n\n"
+        f"Targets: open a {turns}-turn conversation < 300 ms ({verdict(opened.median, 0.3)}: it opens with its "
+        f"newest {OPENED} messages, the rest on asking); list {count} conversations < 100 ms "
+        f"({verdict(relisted.median, 0.1)}: the sidebar lists the newest {LISTED}, more on asking, measured as "
+        "the whole delete: the click, the deletion, the list read again and rendered).",
     )
