@@ -11,10 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from testkit.browser import Chat, browser, expect  # noqa: F401 - fixtures used here
+from testkit.cutting_proxy import CuttingProxy
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
 from testkit.support import SENTINEL_KEY, wait_for_line
@@ -39,6 +41,34 @@ def test_a_reload_mid_reply_shows_the_conversation_and_the_reply_continuing(chat
     assert chat.bots.last.inner_text().strip() != SLOW  # still streaming
     expect(chat.bots.last).to_have_text(SLOW)  # exactly what the provider sent
     assert len(server.chat_requests) == 1 and not server.closed_early  # from one upstream request
+
+
+def test_a_connection_lost_for_10_s_mid_reply_shows_the_reply_continuing_once_back(
+    browser, app_url: str, server: FakeOpenAI
+):
+    """The browser goes offline and every connection to the app is cut (Chromium's emulation alone leaves a
+    loopback stream open). Gradio's page tries to reconnect every 2 s and reloads once it can; the reload
+    shows the reply going on, from the same upstream request."""
+    long = "Hello there! " + " ".join(f"word{i}" for i in range(400))  # 20 s
+    server.default = Reply(text=long, delay=0.05)
+    with CuttingProxy(urlsplit(app_url).port or 80) as proxy:
+        tab = Chat(browser, proxy.url, watch_requests=False)
+        try:
+            tab.send("Talk while I am away")
+            expect(tab.bots.last).to_contain_text("word3")
+            tab.page.context.set_offline(True)
+            proxy.cut()
+            tab.page.wait_for_timeout(10_000)
+            away = len(tab.bots.last.inner_text().split())
+            proxy.restore()
+            tab.page.context.set_offline(False)
+            expect(tab.users).to_have_text(["Talk while I am away"])
+            expect(tab.bots.last).to_contain_text(f"word{away + 20}", timeout=10_000)  # it went on meanwhile
+            assert tab.bots.last.inner_text().strip() != long  # and is still streaming
+            expect(tab.bots.last).to_have_text(long, timeout=20_000)
+            assert len(server.chat_requests) == 1 and not server.closed_early
+        finally:
+            tab.close()
 
 
 def test_visitors_reloading_at_once_each_see_their_reply(chat: Chat, browser, app_url: str, server: FakeOpenAI):
