@@ -345,8 +345,8 @@ def build_app(
             analytics_enabled=False,
         )
         earlier = gr.Button("Show earlier messages", size="sm", visible=False, elem_id="show-earlier")
-        synced = {"fn": shown_now, "inputs": chat_ui.chatbot, "outputs": [chat_ui.chatbot_state, earlier]}
-        synced |= {"queue": False, "api_visibility": "private"}
+        unqueued: dict = {"queue": False, "api_visibility": "private"}  # a quick step: one request, no queue
+        synced = {"fn": shown_now, "inputs": chat_ui.chatbot, "outputs": [chat_ui.chatbot_state, earlier], **unqueued}
         # A reply runs apart from the page: a reload shows it, and Stop (not a reload) ends it.
         # Following a reply costs nothing upstream, so any number of pages follow at once (Gradio's default
         # runs one such event at a time: a second visitor's reload waited for the first one's reply to end).
@@ -354,11 +354,9 @@ def build_app(
             resume, None, [chat_ui.chatbot, chat_ui.textbox], concurrency_limit=None, api_visibility="private"
         )
         resumed.then(**synced)
-        chat_ui.textbox.stop(stop, None, None, queue=False, api_visibility="private")
-        chat_ui.chatbot.clear(forget, None, earlier, queue=False, api_visibility="private")
-        earlier.click(show_earlier, chat_ui.chatbot, chat_ui.chatbot, queue=False, api_visibility="private").then(
-            **synced
-        )
+        chat_ui.textbox.stop(stop, None, None, **unqueued)
+        chat_ui.chatbot.clear(forget, None, earlier, **unqueued)
+        earlier.click(show_earlier, chat_ui.chatbot, chat_ui.chatbot, **unqueued).then(**synced)
         if service.keeps_conversations:
             with gr.Sidebar(label="Conversations", open=False):
                 new_chat = gr.Button("New chat", size="sm", variant="primary")
@@ -369,7 +367,6 @@ def build_app(
             private: dict = {"api_visibility": "private", "concurrency_limit": None}  # none waits for another's
             # Listed as the page loads and as each of the chat's events (a reply, a retry, an undo, a clear) ends.
             relist = {"fn": list_conversations, "inputs": listing, "outputs": [conversations, show_more], **private}
-            unqueued = {"queue": False, "api_visibility": "private"}  # a quick step: one request, no queue
             demo.load(**relist)
             for synced_step in chat_synced_steps(demo, chat_ui):
                 synced_step.then(**relist)
@@ -406,7 +403,7 @@ def build_app(
             [chat_ui.chatbot_state, *settings_inputs, model_picker],
             exported,
             api_name="export_chat",
-        ).success(lambda: gr.File(visible=True), None, exported, queue=False, api_visibility="private")
+        ).success(lambda: gr.File(visible=True), None, exported, **unqueued)
         import_button.upload(
             import_chat,
             import_button,

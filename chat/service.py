@@ -264,18 +264,14 @@ class ChatService:
     def _state(self, owner: str, conversation: str, messages: list[dict]) -> dict:
         paused = self._paused.get((owner, conversation))
         return {
-            "exchanges": self._exchanges.kept((m.get("metadata") or {}).get("id") for m in messages),
+            "exchanges": self._exchanges.kept(map(message_id, messages)),
             "paused": paused.as_dict() if paused else None,
         }
 
     async def _recall(self, caller: Caller, conversation: str, history: list[dict], *, answers: bool) -> None:
         """After a restart, from the store: the conversation's tool results that its history refers to,
         and, for an answer (Run or Skip), its calls waiting for one. Another owner's conversation gives none."""
-        records = {
-            record
-            for entry in history
-            if isinstance(entry, dict) and isinstance(record := (entry.get("metadata") or {}).get("id"), str)
-        }
+        records = {record for record in map(message_id, history) if record is not None}
         missing = {record for record in records if self._exchanges.get(record) is None}
         answered = answers and (caller.session, conversation) not in self._paused
         if not (missing or answered) or self.store is None:
@@ -391,8 +387,7 @@ class ChatService:
     def whole(self, caller: Caller, tab: str, history: list[dict]) -> list[dict]:
         """The conversation a tab sends (it shows the newest turns of a long one), with what it left out."""
         earlier = self._earlier.get((caller.session, tab))
-        first = history[0] if history and isinstance(history[0], dict) else {}
-        if not earlier or (first.get("metadata") or {}).get("id") != EARLIER:
+        if not earlier or not history or message_id(history[0]) != EARLIER:
             return history
         return [*earlier, *history[1:]]
 
@@ -523,3 +518,10 @@ class ChatService:
         )
         # Each setting within its range; one the file lacks (exported before it existed) at its default.
         return Imported(history, self.chosen(config.chosen), model, notice)
+
+
+def message_id(message: object) -> str | None:
+    """The id a shown message carries in its metadata (a tool step's record, the earlier-messages note)."""
+    if not isinstance(message, dict) or not isinstance(metadata := message.get("metadata"), dict):
+        return None
+    return found if isinstance(found := metadata.get("id"), str) else None

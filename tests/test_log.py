@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from storage.logs import (
     where,
 )
 from storage.recorder import Recorder
+from testkit.cutting_proxy import CuttingProxy
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
 from testkit.support import SENTINEL_KEY, ask, launched, logged_turns, remote_settings, submit
@@ -429,80 +428,36 @@ def test_review_shows_tool_arguments_and_results_as_text_not_html():
     assert result == f"{fence}\n{form}\n```\nstill inside\n{fence}"  # the HTML is inside it: shown, not rendered
 
 
-class Relay:
-    """A TCP relay on loopback in front of a server, that can cut every connection and refuse new ones
-    (an outage), then serve again on the same port."""
-
-    def __init__(self, target: int) -> None:
-        self.target, self.port = target, free_port()
-        self.sockets: list[socket.socket] = []
-        self.restore()
-
-    def restore(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone would leave it listening)
-        self.listener.close()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        self.sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:  # cut
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-
 def test_a_postgresql_outage_loses_no_turn_and_the_review_page_says_the_database_is_unreachable(
     postgres_url: str, fake_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ):
     from pages.review import reading
 
     emptied(postgres_url)
-    relay = Relay(sa.make_url(postgres_url).port)
-    target = postgres_url.replace(f":{sa.make_url(postgres_url).port}/", f":{relay.port}/")
-    store = LogStore(database_url(target)).open()
-    assert store.problem is None
-    try:
-        with launched(remote_settings(fake_server, log_db=target), store=store) as url:
-            client = Client(url, verbose=False)
-            assert ask(client, "before") == "Echo: before"
-            store.flush()
-            relay.cut()  # PostgreSQL goes away
-            with caplog.at_level(logging.ERROR, logger="chat.log"):
-                for text in ("during 1", "during 2", "during 3"):
-                    assert ask(client, text) == f"Echo: {text}"  # the chat goes on
-                store.flush(timeout=30)
-            assert len([r for r in caplog.records if r.name == "chat.log"]) == 3  # one line a turn
-            with pytest.raises(Exception, match="its database is unreachable"):
-                reading(store.find)()
-            relay.restore()  # back: what waited is written, in order
-            deadline = time.monotonic() + 30
-            while len(rows := store.find()) < 4:
-                assert time.monotonic() < deadline, rows
-                time.sleep(0.5)
-    finally:
-        store.close()
-        relay.cut()
+    with CuttingProxy(sa.make_url(postgres_url).port) as relay:
+        target = postgres_url.replace(f":{sa.make_url(postgres_url).port}/", f":{relay.port}/")
+        store = LogStore(database_url(target)).open()
+        assert store.problem is None
+        try:
+            with launched(remote_settings(fake_server, log_db=target), store=store) as url:
+                client = Client(url, verbose=False)
+                assert ask(client, "before") == "Echo: before"
+                store.flush()
+                relay.cut()  # PostgreSQL goes away
+                with caplog.at_level(logging.ERROR, logger="chat.log"):
+                    for text in ("during 1", "during 2", "during 3"):
+                        assert ask(client, text) == f"Echo: {text}"  # the chat goes on
+                    store.flush(timeout=30)
+                assert len([r for r in caplog.records if r.name == "chat.log"]) == 3  # one line a turn
+                with pytest.raises(Exception, match="its database is unreachable"):
+                    reading(store.find)()
+                relay.restore()  # back: what waited is written, in order
+                deadline = time.monotonic() + 30
+                while len(rows := store.find()) < 4:
+                    assert time.monotonic() < deadline, rows
+                    time.sleep(0.5)
+        finally:
+            store.close()
     assert sorted((r["ordinal"], r["message"]) for r in rows) == [
         (0, "before"), (1, "during 1"), (2, "during 2"), (3, "during 3")
     ]  # fmt: skip
