@@ -34,7 +34,7 @@ from pages.api_chat import api_chat_routes
 from pages.compare import add_compare_page
 from pages.csp import ContentSecurityPolicy, policy
 from pages.exports import private_folder
-from pages.owners import OwnerCookie, owner
+from pages.owners import OwnerCookie, hf_account, owner
 from pages.proxies import client_address
 from pages.refusals import refuse
 from pages.review import add_review_page
@@ -154,7 +154,8 @@ def build_app(
     def caller(request: gr.Request) -> Caller:
         peer = request.client.host if request.client else None
         address = client_address(peer, request.headers.get("x-forwarded-for", ""), settings.forwarded_allow_ips)
-        who = owner(request.headers.get("cookie", ""), request.username)
+        hf_user = hf_account(getattr(request.request, "scope", {}))  # Gradio's sign-in session, when on
+        who = owner(request.headers.get("cookie", ""), request.username, hf_user)
         return Caller(f"page:{who}" if who else request.session_hash or "", address, returns=who is not None)
 
     def validate(message: dict) -> dict:
@@ -359,6 +360,8 @@ def build_app(
         earlier.click(show_earlier, chat_ui.chatbot, chat_ui.chatbot, **unqueued).then(**synced)
         if service.keeps_conversations:
             with gr.Sidebar(label="Conversations", open=False):
+                if settings.hf_sign_in:  # signed in, their conversations follow them to any browser
+                    gr.LoginButton(size="sm")
                 new_chat = gr.Button("New chat", size="sm", variant="primary")
                 conversations = gr.Radio([], label="Your conversations, newest first", elem_id="conversations")
                 show_more = gr.Button("Show more", size="sm", visible=False, elem_id="show-more")

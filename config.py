@@ -225,6 +225,8 @@ class Settings:
     ] = ()
     # Who may show the app in a frame: only itself; on Hugging Face Spaces (SPACE_ID set) also the Space page.
     frame_ancestors: tuple[str, ...] = ("'self'",)
+    # Sign in with Hugging Face: on a Space (SYSTEM=spaces) whose README sets `hf_oauth: true` (OAUTH_CLIENT_ID).
+    hf_sign_in: bool = False
     auth: Annotated[
         tuple[tuple[str, str], ...],
         Flag(
@@ -557,6 +559,7 @@ def load_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
     defaults = {setting.name: setting.default for setting in declared()}
     common = {name: defaults[name] if value is None else value for name, value in args.items()}
     common["frame_ancestors"] = ("'self'", "https://huggingface.co") if env.get("SPACE_ID") else ("'self'",)
+    common["hf_sign_in"] = env.get("SYSTEM") == "spaces" and bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID"))
     common["mcp_servers"] = mcp_servers(common["mcp"], env)
     if common["max_tokens"] > common["max_tokens_limit"]:
         raise ConfigError(

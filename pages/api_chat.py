@@ -23,7 +23,7 @@ from chat.service import CONTROLS, Caller, ChatService, Refused
 from config import Network
 from core.turn import RUN, SKIP, ToolCall, Turn
 from pages.basic_auth import NEEDS_LOGIN, basic_user
-from pages.owners import owner
+from pages.owners import hf_account, owner
 from pages.proxies import client_address
 
 PATH = "/api/chat"
@@ -352,7 +352,7 @@ def api_chat_routes(
             return refused(f"Calls from {origin} are off: start the app with --cors-origins {origin}.", 403)
         peer = request.client.host if request.client else None
         address = client_address(peer, request.headers.get("x-forwarded-for", ""), proxies)
-        whose = owner(request.headers.get("cookie", ""), user) or "anyone"
+        whose = owner(request.headers.get("cookie", ""), user, hf_account(request.scope)) or "anyone"
         return Caller(f"api:{whose}:", address, returns=True)
 
     def of_chat(caller: Caller, chat_id: str) -> Caller:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
+from collections.abc import Mapping
 from http.cookies import SimpleCookie
+from typing import Any
 
 COOKIE = "chat_owner"
 MAX_AGE = 365 * 24 * 3600  # a year: the visitor's conversations stay theirs as long as the browser keeps it
@@ -32,10 +35,27 @@ def cookie_owner(cookie_header: str) -> str | None:
     return "visitor-" + hashlib.sha256(morsel.value.encode()).hexdigest()[:32]
 
 
-def owner(cookie_header: str, username: str | None) -> str | None:
-    """Whose conversation this is: the signed-in user's, else the cookie's visitor's; None when neither
-    (an API client that keeps no cookie: nobody can come back to its reply)."""
-    return f"user-{username}" if username else cookie_owner(cookie_header)
+def hf_account(scope: Mapping[str, Any]) -> str | None:
+    """The Hugging Face account signed in on this request (a Space with hf_oauth), by its id, which a rename
+    keeps; None when nobody is. Gradio keeps the sign-in in its session cookie, signed with the Space's OAuth
+    secret, so a browser cannot forge one."""
+    session = scope.get("session")  # there only when Gradio's sign-in (its SessionMiddleware) is on
+    signed_in = session.get("oauth_info") if isinstance(session, Mapping) else None
+    if not isinstance(signed_in, Mapping):
+        return None
+    if (expires := signed_in.get("expires_at")) is not None and expires < time.time():  # signed out, as Gradio
+        return None
+    account = (signed_in.get("userinfo") or {}).get("sub")
+    return account if isinstance(account, str) and account else None
+
+
+def owner(cookie_header: str, username: str | None, hf_user: str | None = None) -> str | None:
+    """Whose conversation this is: the user's who signed in (an --auth login, else a Hugging Face account),
+    else the cookie's visitor's; None when neither (an API client that keeps no cookie: nobody can come back
+    to its reply)."""
+    if username:
+        return f"user-{username}"
+    return f"hf-{hf_user}" if hf_user else cookie_owner(cookie_header)
 
 
 def set_cookie_header(value: str, secure: bool) -> bytes:

@@ -195,3 +195,11 @@ def test_conversations_are_kept_by_default_in_the_users_data_folder_or_where_sto
     ]:
         with pytest.raises(ConfigError, match=re.escape(says)):
             load_settings(argv, {})
+
+
+def test_sign_in_with_hugging_face_is_on_only_in_a_space_with_hf_oauth():
+    space = {"SYSTEM": "spaces", "SPACE_ID": "me/chat"}
+    assert load_settings([], space | {"OAUTH_CLIENT_ID": "an-oauth-app"}).hf_sign_in  # hf_oauth: true
+    assert not load_settings([], space).hf_sign_in  # a Space without hf_oauth
+    # Outside a Space, Gradio would sign everyone in as the machine's own Hugging Face account: not for us.
+    assert not load_settings([], {"SPACE_ID": "me/chat", "OAUTH_CLIENT_ID": "an-oauth-app"}).hf_sign_in

@@ -109,3 +109,17 @@ def test_a_reply_that_echoes_a_secret_shows_it_nowhere(fake_server: FakeOpenAI, 
     assert final == "Your key is [redacted] and [redacted]. Done."
     assert len(updates) >= 2 and all(SENTINEL_KEY[:6] not in text and "pw-review" not in text for text in updates)
     assert logged["reply"] == final
+
+
+def test_a_conversation_belongs_to_the_login_then_the_hugging_face_account_then_the_visitor_cookie():
+    from pages.owners import COOKIE, hf_account, issue, owner
+
+    cookie = f"{COOKIE}={issue()}"
+    signed_in = {"session": {"oauth_info": {"userinfo": {"sub": "61a0f1", "preferred_username": "ada"}}}}
+    assert hf_account(signed_in) == "61a0f1"  # the account's id: a rename keeps its conversations
+    assert owner(cookie, "ada", hf_account(signed_in)) == "user-ada"  # an --auth login first
+    assert owner(cookie, None, hf_account(signed_in)) == "hf-61a0f1"  # then the Hugging Face account
+    assert owner(cookie, None, None).startswith("visitor-")  # then the cookie's visitor
+    expired = {"session": {"oauth_info": {"userinfo": {"sub": "61a0f1"}, "expires_at": 1}}}
+    for nobody in ({}, {"session": {}}, expired, {"session": {"oauth_info": {"userinfo": {}}}}):
+        assert hf_account(nobody) is None
