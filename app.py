@@ -223,7 +223,10 @@ def build_app(
 
     async def list_conversations(count: int, request: gr.Request) -> tuple[gr.Radio, gr.Button]:
         """The sidebar's list (the newest `count`), and Show more if there are older ones."""
-        listing = await service.listed(caller(request), request.session_hash or "", count)
+        try:
+            listing = await service.listed(caller(request), request.session_hash or "", count)
+        except Refused as exc:
+            raise refuse(str(exc)) from None
         shown = listing.shown if listing.shown in {id for _, id in listing.conversations} else None
         return gr.Radio(listing.conversations, value=shown), gr.Button(visible=listing.more)
 

@@ -25,7 +25,7 @@ from core.redaction import Redactor
 from core.relay import Pacer
 from core.turn import RUN, SKIP, Exchange, Exchanges, Paused, Turn, run_turn
 from providers.base import ChatBackend
-from storage.logs import ConversationRecord, LogStore, now
+from storage.logs import ConversationRecord, LogStore, Unreadable, now
 from storage.recorder import Recorder
 from tools.hub import ToolHub
 
@@ -35,6 +35,7 @@ TITLE_CHARS = 80  # a conversation's title: the start of its first message
 MAX_TABS = 10_000  # page tabs (and owners) whose open conversation is remembered; the oldest go first
 INTERRUPTED = f"The app restarted before this reply finished. {RETRY}."
 NOT_YOURS = "There is no such conversation of yours: it may have been deleted."
+UNREACHABLE = "Your conversations cannot be read now: their database is unreachable. Try again soon."
 OPENED = 20  # messages a long conversation opens with (its newest turns): Chromium renders 400 in over a second
 EARLIER = "earlier-messages"  # the metadata id of the note that stands for the earlier ones on the page
 LISTED = 50  # conversations a sidebar lists at first (the owner's newest), and each "Show more" adds
@@ -276,7 +277,10 @@ class ChatService:
         answered = answers and (caller.session, conversation) not in self._paused
         if not (missing or answered) or self.store is None:
             return
-        stored = await asyncio.to_thread(self.store.opened, caller.session, conversation)
+        try:
+            stored = await self._stored(self.store.opened, caller.session, conversation)
+        except Refused:  # the turn goes on without them (the store's log has the line)
+            return
         state = (stored or {}).get("state") or {}
         for record, exchange in (state.get("exchanges") or {}).items():
             if record in missing:
@@ -314,7 +318,7 @@ class ChatService:
         """The owner's newest `count` conversations, and which this tab shows."""
         if not (caller.returns and self.store is not None):
             return Listing([], None, False)
-        rows = await asyncio.to_thread(self.store.owned, caller.session, count + 1)
+        rows = await self._stored(self.store.owned, caller.session, count + 1)
         key, newest = (caller.session, tab), rows[0]["id"] if rows else None
         shown = self._tabs[key] if key in self._tabs else self._current.get(caller.session, newest)
         return Listing([(row["title"], row["id"]) for row in rows[:count]], shown, len(rows) > count)
@@ -349,14 +353,20 @@ class ChatService:
         if caller.session in self._current:
             conversation = self._current[caller.session]
         elif self.store is not None:
-            newest = await asyncio.to_thread(self.store.owned, caller.session, 1)
+            try:
+                newest = await self._stored(self.store.owned, caller.session, 1)
+            except Refused:  # a new chat: the sidebar's list says why nothing is there
+                return None
             conversation = newest[0]["id"] if newest else None
         else:
             conversation = None
         if conversation is None:
             return None
         self._showing(caller, tab, conversation)
-        found = await self._found(caller, conversation)
+        try:
+            found = await self._found(caller, conversation)
+        except Refused:  # a new chat, as above
+            return None
         return self._opened(caller, tab, *found) if found else None
 
     # A long conversation opens with its newest turns; the tab keeps the earlier messages, which its next
@@ -401,11 +411,19 @@ class ChatService:
         self._earlier.pop((caller.session, tab), None)
         return whole
 
+    @staticmethod
+    async def _stored(read: Callable[..., Any], *args: Any) -> Any:
+        """A read of the store, off the event loop; Refused in one sentence when its database is unreachable."""
+        try:
+            return await asyncio.to_thread(read, *args)
+        except Unreadable:
+            raise Refused(UNREACHABLE) from None
+
     async def _found(self, caller: Caller, conversation: str) -> tuple[list[dict], Run | None] | None:
         """The caller's conversation as a page shows it, with its reply if it runs here; None if not theirs."""
         if run := self.runs.get(conversation, caller.session):
             return run.messages(), run
-        stored = await asyncio.to_thread(self.store.opened, caller.session, conversation) if self.store else None
+        stored = await self._stored(self.store.opened, caller.session, conversation) if self.store else None
         if stored is None:
             return None
         shown = stored["messages"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -115,6 +116,19 @@ def connect(url: sa.URL) -> Engine:
         cursor.close()
 
     return engine
+
+
+class Unreadable(Exception):
+    """The conversations cannot be read now: their database is unreachable (PostgreSQL down, say)."""
+
+
+@contextlib.contextmanager
+def _reading(url: sa.URL) -> Iterator[None]:
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        log.error("Could not read the conversations from %s: %s", where(url), _first_line(exc))
+        raise Unreadable(_first_line(exc)) from None
 
 
 class NewerSchema(Exception):
@@ -399,7 +413,8 @@ class LogStore:
     # Reads of conversations see the saves and deletions still waiting for the writer: a conversation
     # listed or opened right after its reply ended is as it ended.
     def owned(self, owner: str, limit: int = 1000) -> list[dict]:
-        """The owner's conversations, newest first: id, title, updated, status (not their messages)."""
+        """The owner's conversations, newest first: id, title, updated, status (not their messages).
+        Unreadable when the database cannot be reached (one line in the app's log)."""
         c = conversations.c
         query = sa.select(c.id, c.title, c.updated, c.status).where(c.owner == owner).order_by(c.updated.desc())
         # What waits is taken before the query: anything written meanwhile is then in one or the other.
@@ -407,12 +422,13 @@ class LogStore:
             fields = ("id", "title", "updated", "status")
             waiting = [{k: row[k] for k in fields} for row in reversed(self._newest.values()) if row["owner"] == owner]
             hidden = {row["id"] for row in waiting} | {gone for whose, gone in self._deleting if whose == owner}
-        with self.engine.connect() as connection:
+        with _reading(self.url), self.engine.connect() as connection:
             stored = [dict(row._mapping) for row in connection.execute(query.limit(limit + len(hidden)))]
         return [*waiting, *(row for row in stored if row["id"] not in hidden)][:limit]
 
     def opened(self, owner: str, conversation: str) -> dict | None:
-        """One of the owner's conversations, whole; None if there is none by that id that is theirs."""
+        """One of the owner's conversations, whole; None if there is none by that id that is theirs.
+        Unreadable when the database cannot be reached (one line in the app's log)."""
         with self._lock:  # before the query, as in owned()
             if (owner, conversation) in self._deleting:
                 return None
@@ -420,7 +436,7 @@ class LogStore:
         if waiting is not None:
             return waiting if waiting["owner"] == owner else None
         mine = (conversations.c.id == conversation) & (conversations.c.owner == owner)
-        with self.engine.connect() as connection:
+        with _reading(self.url), self.engine.connect() as connection:
             row = connection.execute(sa.select(conversations).where(mine)).first()
         return dict(row._mapping) if row else None
 

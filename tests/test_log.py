@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -11,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,8 @@ import sqlalchemy as sa
 from gradio_client import Client
 
 from config import ConfigError, load_settings
+from core.history import text_of
+from pages.owners import COOKIE, issue
 from storage.logs import (
     ConversationRecord,
     LogStore,
@@ -548,3 +552,110 @@ def test_reads_see_the_saves_and_deletions_still_waiting_for_the_writer(log_targ
         assert [c["id"] for c in store.owned("bob")] == ["c-bob-0"]
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def an_outage(log_target: str) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """The target to open the store on, and how to make its database unwritable and writable again: a
+    PostgreSQL server gone (every connection cut, new ones refused), or a SQLite file another process holds
+    locked for writing."""
+    if log_target.startswith("postgresql"):
+        port = sa.make_url(log_target).port
+        with CuttingProxy(port) as relay:
+            yield log_target.replace(f":{port}/", f":{relay.port}/"), relay.cut, relay.restore
+        return
+    holder = sqlite3.connect(log_target, isolation_level=None, timeout=0)
+    try:
+        yield log_target, lambda: holder.execute("BEGIN EXCLUSIVE"), lambda: holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
+def written(target: str) -> list[str]:
+    """The texts of the one conversation in the database (not what waits to be written), read directly."""
+    engine = sa.create_engine(database_url(target))
+    try:
+        with engine.connect() as db:
+            [messages] = db.execute(sa.select(conversations.c.messages)).scalars().all()
+    finally:
+        engine.dispose()
+    return [text for m in messages if (text := text_of(m["content"]))]
+
+
+@pytest.mark.timeout(180)
+def test_a_conversation_saved_while_the_database_cannot_be_written_streams_whole_and_is_written_later(
+    fake_server: FakeOpenAI, log_target: str, caplog: pytest.LogCaptureFixture
+):
+    fake_server.reset()
+    words = [f"word{n} " for n in range(30)]
+    with an_outage(log_target) as (target, cut, restore):
+        store = LogStore(database_url(target)).open()
+        try:
+            with launched(remote_settings(fake_server), store=store) as url:
+                visitor = Client(url, verbose=False, headers={"Cookie": f"{COOKIE}={issue()}"})  # one who returns
+                assert ask(visitor, "before") == "Echo: before"
+                store.flush()
+                cut()
+                fake_server.enqueue(Reply(tokens=words, delay=0.15))  # 4.5 s: saved as it streams, too
+                with caplog.at_level(logging.ERROR, logger="chat.log"):
+                    assert ask(visitor, "during") == "".join(words)  # the reply streams, whole
+                    store.flush(timeout=30)
+                lines = [r.getMessage() for r in caplog.records if r.name == "chat.log"]
+                assert len(lines) == 1 and "Could not write to the conversation log" in lines[0], lines
+                assert SENTINEL_KEY not in lines[0]
+                assert written(log_target) == ["before", "Echo: before"]  # the turn during the outage: not yet
+                restore()  # writable again: what waited is written
+                deadline = time.monotonic() + 30
+                while len(kept := written(log_target)) < 4 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert kept == ["before", "Echo: before", "during", "".join(words)]
+        finally:
+            store.close()
+
+
+def test_conversations_that_cannot_be_read_are_one_sentence_and_a_reply_streams(
+    postgres_url: str, fake_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    from chat.service import UNREACHABLE, Caller, ChatService, Refused
+    from providers.registry import create_backend
+
+    fake_server.reset()
+    emptied(postgres_url)
+    settings = remote_settings(fake_server)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
+
+    async def reply(service: ChatService, text: str, history: list[dict]) -> str:
+        conversation = service.conversation_for(ada, "tab", history)
+        run = service.start({"text": text, "files": []}, history, "fake-model", {}, ada, conversation=conversation)
+        async for _ in run.follow():
+            pass
+        answer = [m for m in run.messages() if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title")]
+        return "".join(text_of(m["content"]) for m in answer)
+
+    async def scenario(store: LogStore, cut: Callable[[], None], restore: Callable[[], None]) -> None:
+        before = ChatService(settings, create_backend(settings), ["fake-model"], store=store)
+        assert await reply(before, "Sailing", []) == "Echo: Sailing"
+        [(_, sailing)] = (await before.listed(ada, "tab")).conversations
+        store.flush()
+        cut()  # PostgreSQL goes away; a restarted app (a new service) knows nothing of ada's conversations
+        after = ChatService(settings, create_backend(settings), ["fake-model"], store=store)
+        with caplog.at_level(logging.ERROR, logger="chat.log"):
+            assert await after.reopen(ada, "tab") is None  # the page loads with a new chat, no error
+            for reading in (after.listed(ada, "tab"), after.open(ada, "tab", sailing)):
+                with pytest.raises(Refused, match=re.escape(UNREACHABLE)):
+                    await reading
+            assert await reply(after, "Baking", []) == "Echo: Baking"  # a reply streams all the same
+        lines = [r.getMessage() for r in caplog.records if r.name == "chat.log"]
+        said = ("Could not read the conversations from ", "Could not write to the conversation log ")  # its save
+        assert any(line.startswith(said[0]) for line in lines) and all(line.startswith(said) for line in lines)
+        restore()
+        store.flush(timeout=30)
+        listed = (await after.listed(ada, "tab")).conversations
+        assert [title for title, _ in listed] == ["Baking", "Sailing"]  # what waited is written
+
+    with an_outage(postgres_url) as (target, cut, restore):
+        store = LogStore(database_url(target)).open()
+        try:
+            asyncio.run(scenario(store, cut, restore))
+        finally:
+            store.close()

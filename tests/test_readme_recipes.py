@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from chat.service import LISTED, OPENED, SAVE_EVERY, TITLE_CHARS
+from chat.service import LISTED, OPENED, SAVE_EVERY, TITLE_CHARS, UNREACHABLE
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
@@ -257,12 +257,14 @@ def test_the_readmes_migration_command_writes_a_revision_the_log_is_migrated_to(
 
 
 def test_the_readmes_figures_for_kept_conversations_are_the_apps():
-    """What the README says of the list, a long conversation, a title and the saves, against chat.service."""
+    """What the README says of the list, a long conversation, a title, the saves and an unreachable store,
+    against chat.service."""
     readme = " ".join((ROOT / "README.md").read_text().split())  # its lines joined: a phrase may wrap
     for phrase in (
         f"the newest {LISTED}, and **Show more** lists {LISTED} more",
         f"a long one opens with its newest {OPENED} messages",
         f"its first message's first {TITLE_CHARS} characters",
         f"saved every {SAVE_EVERY:g} s as it streams",
+        f'the sidebar says "{UNREACHABLE}"',
     ):
         assert phrase in readme, phrase
