@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,24 @@ def wait_until_serving(proc: subprocess.Popen, lines: queue.Queue[str], seen: li
         assert time.monotonic() < deadline and proc.poll() is None, "".join(seen)
         with contextlib.suppress(queue.Empty):
             seen.append(lines.get(timeout=1))
+
+
+@contextlib.contextmanager
+def app_running(env: dict[str, str], *flags: str) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """`python app.py` with these flags, once it serves: (the process, its output so far). Ended by its id after,
+    and its output printed, which pytest shows when the test fails."""
+    proc, lines = spawn(env, *flags)
+    seen: list[str] = []
+    try:
+        wait_until_serving(proc, lines, seen)
+        yield proc, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        while not lines.empty():
+            seen.append(lines.get_nowait())
+        print("".join(seen))
 
 
 # The data folder of every app these start: its default conversation store goes there, not in the user's.

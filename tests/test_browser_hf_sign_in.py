@@ -20,7 +20,7 @@ from oidc_provider_mock import app as oidc_provider
 from storage.logs import conversations
 from testkit.browser import Chat, browser, expect  # noqa: F401 - fixtures used here
 from testkit.fake_openai import FakeOpenAI
-from testkit.processes import base_env, free_port, spawn, wait_until_serving
+from testkit.processes import app_running, base_env, free_port
 from testkit.support import SENTINEL_KEY
 
 CLIENT = "chat-space"  # the Space's OAuth app, as Spaces name it in OAUTH_CLIENT_ID
@@ -71,17 +71,8 @@ def space_app(fake_server: FakeOpenAI, provider: str, tmp_path: Path) -> Iterato
         "OPENID_PROVIDER_URL": provider,
         "AUTHLIB_INSECURE_TRANSPORT": "1",  # the provider on loopback speaks plain HTTP
     }
-    proc, lines = spawn(env, "--model", "fake-model", "--rate-limit", "0", "--store", str(tmp_path / "chats.db"))
-    seen: list[str] = []
-    try:
-        wait_until_serving(proc, lines, seen)
+    with app_running(env, "--model", "fake-model", "--rate-limit", "0", "--store", str(tmp_path / "chats.db")):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        while not lines.empty():
-            seen.append(lines.get_nowait())
-        print("".join(seen))
 
 
 def sign_in(chat: Chat) -> None:

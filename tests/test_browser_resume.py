@@ -18,7 +18,7 @@ import pytest
 from testkit.browser import Chat, browser, expect  # noqa: F401 - fixtures used here
 from testkit.cutting_proxy import CuttingProxy
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
-from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
+from testkit.processes import ROOT, app_running, base_env, free_port
 from testkit.support import SENTINEL_KEY, wait_for_line
 
 SLOW = "Hello there! " + " ".join(f"word{i}" for i in range(80))  # 4 s
@@ -144,19 +144,9 @@ def test_another_visitor_sees_nothing_of_a_conversation(chat: Chat, browser, app
 @contextlib.contextmanager
 def app_process(env: dict[str, str], *flags: str) -> Iterator[subprocess.Popen]:
     """`python app.py` as a user runs it, no flag for the store; ended (by its id) when the block ends."""
-    proc, lines = spawn(env, "--model", "fake-model", "--rate-limit", "0", *flags)
-    seen: list[str] = []
-    try:
-        wait_until_serving(proc, lines, seen)
+    with app_running(env, "--model", "fake-model", "--rate-limit", "0", *flags) as (proc, seen):
         assert f"Conversations are kept in {env['XDG_DATA_HOME']}/streaming-chat/chats.db (SQLite)." in "".join(seen)
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        while not lines.empty():  # the app's output, which pytest shows when the test fails
-            seen.append(lines.get_nowait())
-        print("".join(seen))
 
 
 def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_retries(
