@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("chat.log")
 MIGRATIONS = Path(__file__).parent / "migrations"
+Job = Callable[[Connection], None]  # one write, run by the writer thread in a transaction
 MAX_PENDING = 10_000  # writes kept in memory while the database is down; past it the oldest are dropped
 RETRY_SECONDS = 5.0  # how often waiting writes are tried again
 
@@ -210,12 +211,17 @@ class LogStore:
         self.url = url
         self.engine = connect(url)
         self.retention_days = retention_days
-        self._queue: queue.Queue[Callable[[Connection], None] | threading.Event | None] = queue.Queue()
+        self._queue: queue.Queue[Job | threading.Event | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write_forever, name="chat-log", daemon=True)
         self.problem: str | None = "not opened"  # why the log cannot be written now; None when it can
         self.found_schema: str | None = None  # the revision the database was at when opened
+        self._reaped = False  # whether the replies the last run left streaming are marked interrupted
         self._lock = threading.Lock()
         self._newest: dict[str, dict] = {}  # by conversation: its newest save not yet written
+        self._queued: set[str] = set()  # conversations with a job queued that has not yet read their newest save
+        # The writer's: called as its job's transaction commits (True) or the job is dropped (False), not when it
+        # will be retried; may return a job to write next, before anything queued since.
+        self._settled: list[Callable[[bool], Job | None]] = []
         self._deleting: set[tuple[str, str]] = set()  # (owner, conversation) whose deletion is not yet written
 
     def open(self) -> LogStore:
@@ -231,11 +237,13 @@ class LogStore:
             return True
         try:
             self.found_schema = migrate(self.engine)
-            with self.engine.begin() as connection:
-                # A reply that was streaming when the app last stopped will not finish: say so. (One process
-                # per database; replicas would need to know whose reply it was.)
-                streaming = conversations.c.status == "streaming"
-                connection.execute(conversations.update().where(streaming).values(status="interrupted"))
+            if not self._reaped:  # once, as the app starts: after an outage, replies streaming here go on
+                with self.engine.begin() as connection:
+                    # A reply that was streaming when the app last stopped will not finish: say so. (One
+                    # process per database; replicas would need to know whose reply it was.)
+                    streaming = conversations.c.status == "streaming"
+                    connection.execute(conversations.update().where(streaming).values(status="interrupted"))
+                self._reaped = True
         except NewerSchema as exc:
             self.problem = str(exc)
             return False
@@ -261,7 +269,7 @@ class LogStore:
     def _write_forever(self) -> None:
         """Write each job in order. While the database cannot be written (PostgreSQL down, a locked file),
         jobs wait in memory (the newest MAX_PENDING) and are written, in order, once it can be again."""
-        pending: deque[Callable[[Connection], None]] = deque(maxlen=MAX_PENDING)
+        pending: deque[Job] = deque(maxlen=MAX_PENDING)
         while True:
             try:
                 job = self._queue.get(timeout=RETRY_SECONDS if pending else None)
@@ -277,14 +285,16 @@ class LogStore:
             pending.append(job)
             self._write(pending, new=True)
 
-    def _write(self, pending: deque[Callable[[Connection], None]], *, new: bool) -> None:
+    def _write(self, pending: deque[Job], *, new: bool) -> None:
         while pending:
             try:
                 if not self._ready():
                     raise RuntimeError(self.problem)
+                self._settled.clear()
                 with self.engine.begin() as connection:
                     pending[0](connection)
                 pending.popleft()
+                self._settle(pending, committed=True)
             except (RuntimeError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:  # down: wait, retry
                 if new:  # one line per failed turn (not per retry); the chat goes on
                     waiting = f"{len(pending)} write{'s' if len(pending) != 1 else ''} wait to be retried"
@@ -294,7 +304,13 @@ class LogStore:
                 return
             except Exception as exc:  # this write itself is wrong (not the database): drop it, go on
                 pending.popleft()
+                self._settle(pending, committed=False)
                 log.error("Could not write to the conversation log %s: %s", where(self.url), _first_line(exc))
+
+    def _settle(self, pending: deque[Job], *, committed: bool) -> None:
+        for settled in self._settled:
+            if (follow_up := settled(committed)) is not None:
+                pending.appendleft(follow_up)
 
     # -- writes (from any thread; they return at once) ----------------------------
     def add_turn(self, record: TurnRecord) -> None:
@@ -317,26 +333,36 @@ class LogStore:
         row = json.loads(json.dumps(record.__dict__, default=str))  # a copy, as it is now, in JSON's types
         row["created"], row["updated"] = record.created, record.updated
         with self._lock:
-            queued = record.id in self._newest
+            queued = record.id in self._queued
             self._newest[record.id] = row
+            self._queued.add(record.id)
             self._deleting.discard((record.owner, record.id))
+        # One job per conversation writes its newest save; a save made while that job writes is written next,
+        # by the writer, before anything queued after it (a flush, the stop).
         if not queued:
             self._queue.put(lambda connection: self._write_newest(connection, record.id))
 
     def _write_newest(self, connection: Connection, conversation: str) -> None:
         with self._lock:
             row = self._newest.get(conversation)
-        if row is None:  # deleted while it waited
-            return
+            if row is None:  # deleted while it waited
+                self._queued.discard(conversation)
+                return
         mine = (conversations.c.id == row["id"]) & (conversations.c.owner == row["owner"])
         changed = {k: row[k] for k in ("title", "updated", "status", "messages", "state")}
         if not connection.execute(conversations.update().where(mine).values(**changed)).rowcount:
             connection.execute(conversations.insert().values(**row))
-        with self._lock:
-            if self._newest[conversation] is row:
-                del self._newest[conversation]
-            else:  # a newer save came while this one was written
-                self._queue.put(lambda connection: self._write_newest(connection, conversation))
+
+        def settled(committed: bool) -> Job | None:  # until the commit, reads see it waiting
+            with self._lock:
+                if committed and self._newest.get(conversation) is not row:  # a newer save came meanwhile
+                    return lambda connection: self._write_newest(connection, conversation)
+                if committed:
+                    del self._newest[conversation]
+                self._queued.discard(conversation)
+            return None
+
+        self._settled.append(settled)
 
     def delete_conversation(self, owner: str, conversation: str) -> None:
         """Delete one of the owner's conversations (another's id deletes nothing)."""
@@ -348,8 +374,12 @@ class LogStore:
 
         def delete(connection: Connection) -> None:
             connection.execute(conversations.delete().where(mine))
-            with self._lock:
-                self._deleting.discard((owner, conversation))
+
+            def settled(committed: bool) -> None:
+                with self._lock:
+                    self._deleting.discard((owner, conversation))
+
+            self._settled.append(settled)
 
         self._queue.put(delete)
 

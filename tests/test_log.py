@@ -554,6 +554,78 @@ def test_reads_see_the_saves_and_deletions_still_waiting_for_the_writer(log_targ
         store.close()
 
 
+def stored_status(target: str) -> dict[str, tuple[str, list]]:
+    """Each conversation's status and messages in the database (not what waits to be written), read directly."""
+    engine = sa.create_engine(database_url(target))
+    try:
+        with engine.connect() as db:
+            rows = db.execute(sa.select(conversations.c.id, conversations.c.status, conversations.c.messages))
+            return {id: (status, messages) for id, status, messages in rows}
+    finally:
+        engine.dispose()
+
+
+def test_a_save_made_while_the_last_one_is_written_is_written_before_the_app_stops(log_target: str):
+    """A reply's last save ("done", with the calls waiting for Run) came while its previous save was being
+    written, and the app stopped right after: the last save was queued behind the stop and lost."""
+    store = LogStore(database_url(log_target)).open()
+    writing, go_on = threading.Event(), threading.Event()
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def held(_connection, _cursor, statement: str, *_args) -> None:  # the writer, in the middle of a save
+        if statement.startswith("UPDATE chat_conversations") and not go_on.is_set():
+            writing.set()
+            go_on.wait(10)
+
+    streaming = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w0"}]
+    ended = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w0 w1 w2"}]
+    store.save_conversation(conversation("ada", 0, streaming, status="streaming"))
+    assert writing.wait(10)
+    store.save_conversation(conversation("ada", 0, ended))
+    go_on.set()
+    store.close()  # as the app stops
+    assert stored_status(log_target) == {"c-ada-0": ("done", ended)}
+
+
+def test_a_save_whose_commit_failed_is_written_when_it_is_tried_again(log_target: str):
+    store = LogStore(database_url(log_target)).open()
+    failures = [sa.exc.OperationalError("COMMIT", {}, Exception("the server closed the connection"))]
+
+    @sa.event.listens_for(store.engine, "commit")
+    def fail_once(_connection) -> None:
+        if failures:
+            raise failures.pop()
+
+    try:
+        store.save_conversation(conversation("ada", 0))
+        deadline = time.monotonic() + 30  # tried again every RETRY_SECONDS
+        while "c-ada-0" not in stored_status(log_target) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not failures and stored_status(log_target)["c-ada-0"][0] == "done"
+    finally:
+        store.close()
+
+
+def test_replies_streaming_in_this_process_stay_streaming_when_the_database_comes_back(log_target: str):
+    """Only the replies the last run of the app left streaming are interrupted: once, as it starts."""
+    streaming = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w0"}]
+    with an_outage(log_target) as (target, cut, restore):
+        store = LogStore(database_url(target)).open()
+        try:
+            store.save_conversation(conversation("ada", 0, streaming, status="streaming"))
+            store.flush()
+            cut()
+            store.save_conversation(conversation("ada", 1))  # waits for the database
+            store.flush()
+            restore()
+            deadline = time.monotonic() + 30  # tried again every RETRY_SECONDS
+            while "c-ada-1" not in stored_status(log_target) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert stored_status(log_target)["c-ada-0"][0] == "streaming"  # its reply goes on here
+        finally:
+            store.close()
+
+
 @contextlib.contextmanager
 def an_outage(log_target: str) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
     """The target to open the store on, and how to make its database unwritable and writable again: a
