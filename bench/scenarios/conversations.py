@@ -11,13 +11,15 @@ from chat.service import LISTED, OPENED
 from pages.owners import COOKIE, owner
 from storage.logs import ConversationRecord, LogStore, database_url, now
 
-# Armed before a click: from the click (as the page sees it) to `want` elements matching `counted` shown,
-# the time a person waits. (A function, not eval(): the app's Content-Security-Policy forbids eval.)
-ARM = """([counted, want]) => {
+# Armed before a click: from the click (as the page sees it) to `want` elements matching `counted` (and
+# containing `text`) shown, the time a person waits. (A function, not eval(): the app's Content-Security-Policy
+# forbids eval.)
+ARM = """([counted, want, text]) => {
   window.__waited = undefined;
+  const shown = () => [...document.querySelectorAll(counted)].filter((e) => e.textContent.includes(text)).length;
   document.addEventListener('click', () => {
     const started = performance.now();
-    const check = () => document.querySelectorAll(counted).length === want
+    const check = () => shown() === want
       ? (window.__waited = performance.now() - started) : requestAnimationFrame(check);
     check();
   }, {capture: true, once: true});
@@ -27,11 +29,16 @@ LISTED_LABELS = "#conversations label"
 ANSWER = "The answer to question {turn}: " + "a sentence of about this length, with some words in it. " * 8
 
 
-def timed_click(page, clicked: str, counted: str, want: int) -> float:
-    """Seconds from a click on `clicked` to `want` elements matching `counted` on the page."""
-    page.evaluate(ARM, [counted, want])
+def timed_click(page, clicked: str, counted: str, want: int, text: str = "") -> float:
+    """Seconds from a click on `clicked` to `want` elements matching `counted` (and containing `text`)."""
+    page.evaluate(ARM, [counted, want, text])
     page.locator(clicked).click()
-    return page.wait_for_function("window.__waited", timeout=60_000).json_value() / 1000
+    try:  # (0 when they were there already: the wait is over, and not falsy)
+        page.wait_for_function("window.__waited !== undefined", timeout=60_000)
+    except Exception as exc:
+        shown = page.locator(counted, has_text=text).count()
+        raise RuntimeError(f"After a click on {clicked}: {shown} of {counted} {text!r} shown, not {want}") from exc
+    return page.evaluate("window.__waited") / 1000
 
 
 def fill(store_db: Path, visitor: str, count: int, turns: int) -> str:
@@ -87,10 +94,12 @@ def conversation_list(report: Report, app: App, store_db: Path, runs: int, count
             page.get_by_label("Toggle Sidebar").click()
             page.locator(LISTED_LABELS).nth(LISTED - 1).wait_for(timeout=60_000)
             short = page.locator("#conversations input").nth(2).get_attribute("value")
-            timed_click(page, f'{LISTED_LABELS}:has(input[value="{short}"])', USERS, 1)
+            # Its one question, which no other conversation has (the page may show another short one now).
+            asked = f"of conversation {short.removeprefix('short-')}:"
+            timed_click(page, f'{LISTED_LABELS}:has(input[value="{short}"])', USERS, 1, asked)
             opened = timed_click(page, f'{LISTED_LABELS}:has(input[value="{long_id}"])', USERS, shown)
             whole = timed_click(page, "#show-earlier", USERS, turns)
-            timed_click(page, f'{LISTED_LABELS}:has(input[value="{short}"])', USERS, 1)
+            timed_click(page, f'{LISTED_LABELS}:has(input[value="{short}"])', USERS, 1, asked)
             relisted = timed_click(page, "#delete-conversation", f'{LISTED_LABELS}:has(input[value="{short}"])', 0)
             left -= 1
             more = timed_click(page, "#show-more", LISTED_LABELS, min(2 * LISTED, left))
