@@ -28,6 +28,7 @@ import preflight
 from chat.runs import Run
 from chat.service import CONTROLS, LISTED, Caller, ChatService, Refused
 from config import VERSION, ConfigError, Declared, Settings, load_settings
+from core import tracing
 from core.turn import Turn
 from pages import mcp_endpoint
 from pages.api_chat import api_chat_routes
@@ -533,6 +534,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0 if report.ok else 1)
         demo = build_app(settings, report.models, hub, store)
         print(settings.describe(), flush=True)
+        if traced := tracing.configure():  # the standard OTEL_* variables: off unless they name an endpoint
+            print(traced, flush=True)
         if report.findings:
             print(report.render(), flush=True)
         # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told

@@ -6,6 +6,7 @@ asking, and turns a Refused into what its page shows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -23,6 +24,7 @@ from core.guards import MessageLimits, RateLimiter, admit, message_problem, trim
 from core.history import as_history_entry, text_of, to_provider_messages
 from core.redaction import Redactor
 from core.relay import Pacer
+from core.tracing import TurnTrace
 from core.turn import RUN, SKIP, Exchange, Exchanges, Paused, Turn, run_turn
 from providers.base import ChatBackend
 from storage.logs import ConversationRecord, LogStore, Unreadable, now
@@ -134,8 +136,12 @@ class ChatService:
         return {c.name: c.clamp(given.get(c.name, self.configured[c.name]), self.settings) for c in CONTROLS}
 
     # -- replies -----------------------------------------------------------------
-    def _run(self, turn: Turn, sent: list, params: GenerationParams, **resume) -> AsyncIterator:
-        return run_turn(
+    async def _run(
+        self, turn: Turn, sent: list, params: GenerationParams, conversation: str | None = None, **resume
+    ) -> AsyncIterator[Paused | None]:
+        """run_turn() with this chat's backend, tools and limits, traced as one turn (OpenTelemetry, when set)."""
+        traced = TurnTrace(self.settings.provider, self.settings.base_url, conversation, self.redactor.text)
+        steps = run_turn(
             turn,
             self.backend,
             sent,
@@ -145,8 +151,18 @@ class ChatService:
             pacer=self._pacer,
             deadline=self.settings.deadline,
             max_steps=self.settings.max_steps,
+            traced=traced,
             **resume,
         )
+        try:
+            async with contextlib.aclosing(steps):
+                async for waits in steps:
+                    yield waits
+        except Exception as exc:
+            traced.failed(exc)
+            raise
+        finally:
+            traced.end()
 
     async def turn(
         self,
@@ -199,7 +215,8 @@ class ChatService:
                 sent, dropped = trim_history(sent, self.settings.max_history_chars)
                 if dropped:
                     notify(f"The {dropped} oldest messages were left out to keep the conversation within its limit.")
-                async for waits in self._run(turn, sent, GenerationParams.of(chosen, model), **resume):
+                params = GenerationParams.of(chosen, model)
+                async for waits in self._run(turn, sent, params, conversation, **resume):
                     if waits is not None:
                         self._paused[key] = waits
                     yield turn

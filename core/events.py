@@ -45,6 +45,7 @@ class Finish:
     """How the reply ended: "stop", "length", ... A stream without one is incomplete."""
 
     reason: str
+    model: str = ""  # the model that answered, when the provider says
 
 
 @dataclass(frozen=True)

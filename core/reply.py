@@ -90,6 +90,7 @@ class Reply:
     reasoning: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    model: str = ""  # the model that answered, when the provider says
     first_token: float | None = None  # the first text or reasoning
     answer_began: float | None = None  # the first answer text, which ends the thinking
     last_token: float | None = None
@@ -122,6 +123,7 @@ class Reply:
                 return
             case Finish():
                 self.finish_reason = event.reason
+                self.model = event.model or self.model
                 return
             case ToolCallDelta():
                 draft = self.tool_calls.setdefault(event.index, CallDraft())

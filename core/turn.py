@@ -18,6 +18,7 @@ from core.redaction import NO_SECRETS, Redactor
 from core.relay import Pacer, coalesce
 from core.reply import CONTINUE, STATS, Reply, estimate_tokens, new_record, stats
 from core.reply import messages as reply_messages
+from core.tracing import TurnTrace
 
 RUN, SKIP = "Run", "Skip"  # an approval's options; through the API, a message with this text
 DECLINED = "The user declined to run this tool call."
@@ -249,6 +250,7 @@ async def run_turn(
     pacer: Pacer,
     deadline: float,
     max_steps: int,
+    traced: TurnTrace,
     paused: Paused | None = None,
     decision: str | None = None,
     approved: Mapping[str, bool] | None = None,
@@ -275,7 +277,7 @@ async def run_turn(
             runs = approved.get(call.record, False) if approved is not None else decision == RUN
             if call.approve and not runs:
                 call.status, call.result = "skipped", DECLINED
-        async for _ in _run_calls(step, hub, exchanges, messages):
+        async for _ in _run_calls(step, hub, exchanges, messages, traced):
             yield None
     else:
         params = replace(params, tools=tools)
@@ -288,8 +290,10 @@ async def run_turn(
         after_tools = len(turn.steps) > 0 and bool(turn.steps[-1].calls)
         step = Step(Reply())
         turn.steps.append(step)
-        async for _ in coalesce(backend.stream(messages, params), step.reply, pacer, deadline, announce=after_tools):
-            yield None
+        with traced.model_step(messages, params, step.reply):
+            stream = backend.stream(messages, params)
+            async for _ in coalesce(stream, step.reply, pacer, deadline, announce=after_tools):
+                yield None
         step.reply.raise_for_finish()
         if not step.reply.tool_calls:
             return
@@ -312,12 +316,12 @@ async def run_turn(
                 call.status = "waiting"
             yield Paused(messages, params, step, steps_left)
             return
-        async for _ in _run_calls(step, hub, exchanges, messages):
+        async for _ in _run_calls(step, hub, exchanges, messages, traced):
             yield None
 
 
 async def _run_calls(
-    step: Step, hub: Toolbox | None, exchanges: Exchanges, messages: list[Message]
+    step: Step, hub: Toolbox | None, exchanges: Exchanges, messages: list[Message], traced: TurnTrace
 ) -> AsyncIterator[None]:
     """Run the step's calls at once, yielding when they start and as each ends but the last (the next
     step shows that one, as its request goes out); their results are appended to `messages`."""
@@ -326,9 +330,10 @@ async def _run_calls(
         if call.status == "skipped":
             return
         call.status = "running"
-        result = await hub.call(call.name, call.arguments) if hub else ToolResult("No tools are available.", True)
-        call.result, call.seconds = result.text, result.seconds
-        call.status = "failed" if result.is_error else "done"
+        with traced.tool_call(call):
+            result = await hub.call(call.name, call.arguments) if hub else ToolResult("No tools are available.", True)
+            call.result, call.seconds = result.text, result.seconds
+            call.status = "failed" if result.is_error else "done"
 
     tasks = [asyncio.create_task(run_one(call)) for call in step.calls]
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx2
 
 from config import ConfigError, Settings
-from core.events import Event, GenerationParams
+from core.events import Event, Finish, GenerationParams
 from core.history import Message
 from providers.gguf_header import NotGGUF, read_header
 from providers.openai_compatible import OpenAICompatible
@@ -145,7 +145,8 @@ class LocalModel(OpenAICompatible):
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[Event]:
         async for event in super().stream([self._safe(m) for m in messages], params):
-            yield event
+            # The server names its file's path as the model that answered: say the model's name.
+            yield replace(event, model=self.settings.model) if isinstance(event, Finish) else event
 
     async def list_models(self) -> list[str]:
         return [self.settings.model]  # the server lists the file's path; it serves this one model by any name

@@ -151,7 +151,7 @@ def _chunk_events(payload: str, response: httpx2.Response) -> list[Event]:
                 )
             )
         if reason := choice.get("finish_reason"):
-            out.append(Finish(reason))
+            out.append(Finish(reason, chunk.get("model") or ""))
     return out
 
 
