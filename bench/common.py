@@ -262,6 +262,43 @@ def crowd(app: App, level: int, text: str, last_token: str, visitors: bool = Fal
     return time.perf_counter() - start, streams
 
 
+@dataclass
+class SideBySide:
+    """Per app (by name): p50 time to first update of each run, app CPU per token of each run, replies complete."""
+
+    first: dict[str, Figure]
+    cpu_per_token: dict[str, Figure]
+    complete: dict[str, int]
+
+    def change(self, figure: str, of: str, against: str) -> float:
+        """How much `of` differs from `against` in a figure ("first" or "cpu_per_token"), as a fraction."""
+        figures = getattr(self, figure)
+        return figures[of].median / figures[against].median - 1
+
+
+def side_by_side(apps: dict[str, App], runs: int, users: int, tokens: int, visitors: bool = False) -> SideBySide:
+    """`users` at once, each a `tokens`-token reply at 20 ms a token, on each app in turn: `runs` rounds after a
+    warm-up, alternating, so that anything else the machine does hits every app alike."""
+    text, last = f"bench:{tokens}:20", f"w{tokens - 1}"
+    for app in apps.values():
+        crowd(app, users, text, last, visitors=visitors)  # warm-up
+    firsts: dict[str, list[float]] = {name: [] for name in apps}
+    cpu: dict[str, list[float]] = {name: [] for name in apps}
+    complete = dict.fromkeys(apps, 0)
+    for _ in range(runs):
+        for name, app in apps.items():
+            before = cpu_seconds(app.pid)
+            _, streams = crowd(app, users, text, last, visitors=visitors)
+            cpu[name].append((cpu_seconds(app.pid) - before) / (users * tokens))
+            firsts[name].append(percentile([s.first for s in streams], 0.5))
+            complete[name] += sum(s.complete for s in streams)
+    return SideBySide(
+        {name: Figure(values) for name, values in firsts.items()},
+        {name: Figure(values) for name, values in cpu.items()},
+        complete,
+    )
+
+
 def server_stats(server_url: str) -> dict:
     return httpx.get(server_url.removesuffix("/v1") + "/_stats", timeout=5).json()
 

@@ -36,6 +36,7 @@ from bench.scenarios.resume import resume
 from bench.scenarios.stop import stop
 from bench.scenarios.store_cost import store_cost
 from bench.scenarios.tools import tool_steps
+from bench.scenarios.tracing_cost import tracing_cost
 from bench.scenarios.users import many_users
 from chat.service import LISTED
 from testkit.processes import free_port
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store,conversations",
+        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store,conversations,tracing",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -103,9 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     started = time.monotonic()
 
-    ports = [free_port() for _ in range(10)]
+    ports = [free_port() for _ in range(12)]
     server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port, log_port = ports[:9]
-    store_off_port = ports[9]
+    store_off_port, receiver_port, traced_port = ports[9:]
     server_url = f"http://127.0.0.1:{server_port}/v1"
     # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
     no_limits = {"CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}
@@ -199,6 +200,16 @@ def main(argv: list[str] | None = None) -> None:
                 ) as proc:
                     kept = App(f"http://127.0.0.1:{log_port}/", pid=proc.pid, settings=OUR_SETTINGS)
                     conversation_list(report, kept, store_db, runs, *sizes["conversations"])
+        if "tracing" in only:
+            traced_env = {**remote_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver_port}"}
+            with (
+                process(["-m", "testkit.otlp_receiver", "--port", str(receiver_port)], receiver_port),
+                process(["app.py", "--port", str(traced_port)], traced_port, traced_env) as on_proc,
+                process(["app.py", "--port", str(log_port)], log_port, remote_env) as off_proc,
+            ):
+                on = App(f"http://127.0.0.1:{traced_port}/", pid=on_proc.pid, settings=OUR_SETTINGS)
+                off = App(f"http://127.0.0.1:{log_port}/", pid=off_proc.pid, settings=OUR_SETTINGS)
+                tracing_cost(report, on, off, runs, min(sizes["users"][-1], 32), sizes["user_tokens"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env

@@ -5,30 +5,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bench.common import App, Figure, Report, cpu_seconds, crowd, percentile, verdict
+from bench.common import App, Report, side_by_side, verdict
 
 
 def store_cost(report: Report, on: App, off: App, store_db: Path, runs: int, users: int, tokens: int) -> None:
     """Many visitors at once (with the owner cookie, so their conversations are kept), store on and off."""
-    text, last = f"bench:{tokens}:20", f"w{tokens - 1}"
-    for app in (off, on):
-        crowd(app, users, text, last, visitors=True)  # warm-up
-    firsts: dict[str, list[float]] = {"off": [], "on": []}
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
-    done = 0
-    for _ in range(runs):  # alternating, so that anything else the machine does hits both alike
-        for name, app in (("off", off), ("on", on)):
-            before = cpu_seconds(app.pid)
-            _, streams = crowd(app, users, text, last, visitors=True)
-            cpu[name].append((cpu_seconds(app.pid) - before) / (users * tokens))
-            firsts[name].append(percentile([s.first for s in streams], 0.5))
-            done += sum(s.complete for s in streams) if name == "on" else 0
+    measured = side_by_side({"off": off, "on": on}, runs, users, tokens, visitors=True)
     with sqlite3.connect(store_db) as db:
         kept = db.execute("SELECT count(*) FROM chat_conversations WHERE status = 'done'").fetchone()[0]
-    first = {name: Figure(values) for name, values in firsts.items()}
-    per_token = {name: Figure(values) for name, values in cpu.items()}
-    first_change = first["on"].median / first["off"].median - 1
-    cpu_change = per_token["on"].median / per_token["off"].median - 1
+    first, per_token, done = measured.first, measured.cpu_per_token, measured.complete["on"]
+    first_change = measured.change("first", "on", "off")
+    cpu_change = measured.change("cpu_per_token", "on", "off")
     report.add(
         f"12. Conversation store: {users} visitors at once with the store on (the default, SQLite) and `--store off`",
         f"| | first update p50 | app CPU per token |\n| --- | --- | --- |\n"
