@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
             ):
                 on = App(f"http://127.0.0.1:{traced_port}/", pid=on_proc.pid, settings=OUR_SETTINGS)
                 off = App(f"http://127.0.0.1:{log_port}/", pid=off_proc.pid, settings=OUR_SETTINGS)
-                tracing_cost(report, on, off, runs, min(sizes["users"][-1], 32), sizes["user_tokens"])
+                receiver = traced_env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+                tracing_cost(report, on, off, receiver, runs, min(sizes["users"][-1], 32), sizes["user_tokens"])
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env
