@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chat.runs import Run, Runs
@@ -140,6 +140,7 @@ class ChatService:
         self, turn: Turn, sent: list, params: GenerationParams, conversation: str | None = None, **resume
     ) -> AsyncIterator[Paused | None]:
         """run_turn() with this chat's backend, tools and limits, traced as one turn (OpenTelemetry, when set)."""
+        params = params if params.model else replace(params, model=self.settings.model)  # named in its trace too
         traced = TurnTrace(self.settings.provider, self.settings.base_url, conversation, self.redactor.text)
         steps = run_turn(
             turn,
