@@ -31,6 +31,7 @@ from config import VERSION, ConfigError, Declared, Settings, load_settings
 from core import tracing
 from core.turn import Turn
 from pages import mcp_endpoint
+from pages.api_chat import PATH as API_CHAT
 from pages.api_chat import api_chat_routes
 from pages.compare import add_compare_page
 from pages.csp import ContentSecurityPolicy, policy
@@ -157,7 +158,9 @@ def build_app(
         address = client_address(peer, request.headers.get("x-forwarded-for", ""), settings.forwarded_allow_ips)
         hf_user = hf_account(getattr(request.request, "scope", {}))  # Gradio's sign-in session, when on
         who = owner(request.headers.get("cookie", ""), request.username, hf_user)
-        return Caller(f"page:{who}" if who else request.session_hash or "", address, returns=who is not None)
+        if who is None:  # gradio_client, say: its session is all there is of it
+            return Caller(request.session_hash or "", address)
+        return Caller(f"page:{who}", address, returns=True, owner=f"page:{who}")
 
     def validate(message: dict) -> dict:
         """Checked in the browser before a message is sent; the API goes through chat()."""
@@ -445,7 +448,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     app_kwargs: dict = {
         "middleware": [
             Middleware(ContentSecurityPolicy, value=policy(settings.frame_ancestors)),
-            Middleware(OwnerCookie),
+            Middleware(OwnerCookie, api=(API_CHAT,)),
         ]
     }
     if lifespan := getattr(demo, "mcp_lifespan", None):  # --mcp-server

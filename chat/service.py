@@ -42,6 +42,7 @@ OPENED = 20  # messages a long conversation opens with (its newest turns): Chrom
 EARLIER = "earlier-messages"  # the metadata id of the note that stands for the earlier ones on the page
 LISTED = 50  # conversations a sidebar lists at first (the owner's newest), and each "Show more" adds
 CONTROLS = chat_controls()  # the settings each chat changes (config.Settings declares them)
+NAMED = uuid.UUID("8f0b6c1e-2d3a-4c5b-9e7f-0a1b2c3d4e5f")  # the namespace of chats named by their client
 
 
 class Refused(Exception):
@@ -50,11 +51,13 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks: their session (their latest reply, approvals and ratings belong to it) and address (rate limits)."""
+    """Who asks: their session (their latest reply, approvals and ratings belong to it), address (rate limits),
+    and the owner the store keeps their conversations for."""
 
     session: str
     address: str
     returns: bool = False  # whether they can come back to a reply (a login, the owner cookie, a chat id) after a drop
+    owner: str | None = None  # whose conversations the store keeps (a login, the owner cookie); None: none kept
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,9 @@ class ChatService:
             return f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
         return None
 
-    def waits(self, caller: Caller) -> bool:
-        """Whether tool calls of the caller's wait for an approval."""
-        return (caller.session, caller.session) in self._paused
+    def waits(self, caller: Caller, conversation: str | None = None) -> bool:
+        """Whether tool calls of the caller's (in this conversation) wait for an approval."""
+        return (caller.session, conversation or caller.session) in self._paused
 
     def chosen(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Each chat setting by name, within its range; one not given at its configured value."""
@@ -243,13 +246,14 @@ class ChatService:
         approved: Mapping[str, bool] | None = None,
         reply_id: str | None = None,
         conversation: str | None = None,
+        chat_id: str | None = None,
     ) -> Run:
         """turn(), run as its own task, the caller's session's latest reply: a connection that drops ends
         only its follower (run.follow()), and a new one sees the reply from the start. Refused at once."""
         if problem := self.problem(message) or self.not_offered(model):
             raise Refused(problem)
-        kept = self.store is not None and conversation is not None and caller.returns
-        turns = self.turn(message, history, model, chosen, caller, notify, approved, conversation if kept else None)
+        kept = self.store is not None and conversation is not None and caller.owner is not None
+        turns = self.turn(message, history, model, chosen, caller, notify, approved, conversation)
         key = conversation or caller.session
         return self.runs.start(
             key,
@@ -257,10 +261,10 @@ class ChatService:
             turns,
             owner=caller.session,
             reply_id=reply_id,
-            on_change=self._saver(caller.session) if kept else None,
+            on_change=self._saver(caller, chat_id) if kept else None,
         )
 
-    def _saver(self, owner: str) -> Callable[[Run], None]:
+    def _saver(self, caller: Caller, chat_id: str | None) -> Callable[[Run], None]:
         """Save the run's conversation for its owner: as it streams, every SAVE_EVERY seconds; then as it ended."""
         created, saved = now(), [0.0]
 
@@ -271,8 +275,8 @@ class ChatService:
             title = next((text_of(m["content"]) for m in run.before if m.get("role") == "user"), "")
             messages = run.messages()
             record = ConversationRecord(
-                run.key, owner, title[:TITLE_CHARS] or "Untitled", created, now(), run.ended or "streaming",
-                messages, self._state(owner, run.key, messages),
+                run.key, caller.owner, title[:TITLE_CHARS] or "Untitled", created, now(), run.ended or "streaming",
+                messages, self._state(caller, run.key, messages), chat_id,
             )  # fmt: skip
             self.store.save_conversation(record)  # type: ignore[union-attr]
 
@@ -280,8 +284,8 @@ class ChatService:
 
     # A kept conversation's state, beside its messages: what its next turn needs that memory loses in a
     # restart (the results of its tool calls, which later turns send back; the calls waiting for Run or Skip).
-    def _state(self, owner: str, conversation: str, messages: list[dict]) -> dict:
-        paused = self._paused.get((owner, conversation))
+    def _state(self, caller: Caller, conversation: str, messages: list[dict]) -> dict:
+        paused = self._paused.get((caller.session, conversation))
         return {
             "exchanges": self._exchanges.kept(map(message_id, messages)),
             "paused": paused.as_dict() if paused else None,
@@ -293,10 +297,10 @@ class ChatService:
         records = {record for record in map(message_id, history) if record is not None}
         missing = {record for record in records if self._exchanges.get(record) is None}
         answered = answers and (caller.session, conversation) not in self._paused
-        if not (missing or answered) or self.store is None:
+        if not (missing or answered) or self.store is None or caller.owner is None:
             return
         try:
-            stored = await self._stored(self.store.opened, caller.session, conversation)
+            stored = await self._stored(self.store.opened, caller.owner, conversation)
         except Refused:  # the turn goes on without them (the store's log has the line)
             return
         state = (stored or {}).get("state") or {}
@@ -334,9 +338,9 @@ class ChatService:
 
     async def listed(self, caller: Caller, tab: str, count: int = LISTED) -> Listing:
         """The owner's newest `count` conversations, and which this tab shows."""
-        if not (caller.returns and self.store is not None):
+        if caller.owner is None or self.store is None:
             return Listing([], None, False)
-        rows = await self._stored(self.store.owned, caller.session, count + 1)
+        rows = await self._stored(self.store.owned, caller.owner, count + 1)
         key, newest = (caller.session, tab), rows[0]["id"] if rows else None
         shown = self._tabs[key] if key in self._tabs else self._current.get(caller.session, newest)
         return Listing([(row["title"], row["id"]) for row in rows[:count]], shown, len(rows) > count)
@@ -350,14 +354,14 @@ class ChatService:
         self._showing(caller, tab, conversation)
         return self._opened(caller, tab, *found)
 
-    def delete(self, caller: Caller, tab: str, conversation: str) -> None:
+    def delete(self, caller: Caller, tab: str | None, conversation: str) -> None:
         """Delete one of the caller's conversations (its reply stops); a tab showing it starts a new chat."""
         if not caller.returns:
             return
         self.runs.drop(conversation, caller.session)
         self._paused.pop((caller.session, conversation), None)
-        if self.store is not None:
-            self.store.delete_conversation(caller.session, conversation)
+        if self.store is not None and caller.owner is not None:
+            self.store.delete_conversation(caller.owner, conversation)
         if self._tabs.get((caller.session, tab)) == conversation:
             self._showing(caller, tab, None)
         elif self._current.get(caller.session) == conversation:  # a reload opens none
@@ -370,9 +374,9 @@ class ChatService:
             return None
         if caller.session in self._current:
             conversation = self._current[caller.session]
-        elif self.store is not None:
+        elif self.store is not None and caller.owner is not None:
             try:
-                newest = await self._stored(self.store.owned, caller.session, 1)
+                newest = await self._stored(self.store.owned, caller.owner, 1)
             except Refused:  # a new chat: the sidebar's list says why nothing is there
                 return None
             conversation = newest[0]["id"] if newest else None
@@ -441,7 +445,8 @@ class ChatService:
         """The caller's conversation as a page shows it, with its reply if it runs here; None if not theirs."""
         if run := self.runs.get(conversation, caller.session):
             return run.messages(), run
-        stored = await self._stored(self.store.opened, caller.session, conversation) if self.store else None
+        kept = self.store is not None and caller.owner is not None
+        stored = await self._stored(self.store.opened, caller.owner, conversation) if kept else None  # type: ignore[union-attr]
         if stored is None:
             return None
         shown = stored["messages"]
@@ -470,9 +475,40 @@ class ChatService:
             if not ended and not caller.returns:
                 run.stop()  # its connection was the only way to it (gradio_client's job.cancel() is one)
 
-    def latest(self, caller: Caller) -> Run | None:
-        """The caller's session's latest reply (an API chat's), running or ended, if it is still kept."""
-        return self.runs.get(caller.session, caller.session)
+    def latest(self, caller: Caller, conversation: str | None = None) -> Run | None:
+        """The latest reply of the conversation (else of the caller's session), running or ended, if it is
+        still kept and the caller's."""
+        return self.runs.get(conversation or caller.session, caller.session)
+
+    # -- chats named by their client (/api/chat: useChat's chat id) -------------------
+    @staticmethod
+    def named(caller: Caller) -> str:
+        """The conversation a client's chat is, for this caller (whose session names the chat): another
+        caller's chat of the same id is another conversation."""
+        return str(uuid.uuid5(NAMED, caller.session))
+
+    async def chats(self, caller: Caller, count: int = LISTED) -> list[dict]:
+        """The owner's newest `count` chats named by their client: id (the client's), title, updated, status."""
+        if caller.owner is None or self.store is None:
+            return []
+        rows = await self._stored(self.store.owned, caller.owner, count)
+        return [{**row, "id": row.pop("chat_id")} for row in rows]
+
+    async def chat(self, caller: Caller, conversation: str) -> tuple[list[dict], dict[str, Exchange]] | None:
+        """A kept chat's messages, for its client to show again (a reply still running is left out: the client
+        resumes its stream), and the results of its tool calls by record; None if it is not the caller's."""
+        found = await self._found(caller, conversation) if caller.owner is not None else None
+        if found is None:
+            return None
+        messages, run = found
+        shown = run.before if run is not None and run.running else messages
+        await self._recall(caller, conversation, shown, answers=False)  # after a restart: from the store
+        exchanges = {record: self._exchanges.get(record) for record in map(message_id, shown)}
+        return shown, {
+            record: replace(exchange, result=self.redactor.text(exchange.result))
+            for record, exchange in exchanges.items()
+            if record is not None and exchange is not None
+        }
 
     async def answer(self, text: str, system_prompt: str = "") -> str:
         """One message's whole reply, for other agents (/mcp/); ValueError says what went wrong."""

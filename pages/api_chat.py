@@ -10,24 +10,27 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlparse
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from chat.runs import Run
-from chat.service import CONTROLS, Caller, ChatService, Refused
+from chat.service import CONTROLS, LISTED, NOT_YOURS, Caller, ChatService, Refused, message_id
 from config import Network
-from core.turn import RUN, SKIP, ToolCall, Turn
+from core.history import text_of
+from core.reply import STATS, THINKING
+from core.turn import RUN, SKIP, Exchange, ToolCall, Turn
 from pages.basic_auth import NEEDS_LOGIN, basic_user
 from pages.owners import hf_account, owner
 from pages.proxies import client_address
 
 PATH = "/api/chat"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a conversation as JSON; the service's limits then apply to its text
+MAX_LISTED = 1000  # chats GET /api/chats lists at most (?limit=N; LISTED without it)
 # The headers of the AI SDK's own UI message stream response (UI_MESSAGE_STREAM_HEADERS), and no buffering
 # in a proxy on the way.
 STREAM_HEADERS = {
@@ -264,6 +267,48 @@ class UIMessageStream:
         return chunks
 
 
+# A tool step as the page shows it (core.turn.ToolCall.message()) -> the state of its UI message part.
+TOOL_STATES = {"waiting for your approval": "approval-requested", "failed": "output-error", "skipped": "output-denied"}
+
+
+def ui_messages(chat_id: str, messages: list[dict], exchanges: Mapping[str, Exchange]) -> list[dict]:
+    """A kept conversation (the page's messages) as the UI messages useChat shows and sends back: each user
+    message, and each run of assistant messages as one message with its text, reasoning and tool parts (a
+    tool part goes back as a reference to the call, by its record id; its input and output are the call's,
+    from `exchanges`, else the step as the page shows it) and its stats as metadata."""
+    shown: list[dict] = []
+    for index, message in enumerate(messages):
+        if message.get("role") == "user":
+            shown.append({"id": f"{chat_id}-{index}", "role": "user", "parts": [_text(text_of(message["content"]))]})
+            continue
+        if not shown or shown[-1]["role"] != "assistant":
+            shown.append({"id": f"{chat_id}-{index}", "role": "assistant", "parts": []})
+        parts, about = shown[-1]["parts"], message.get("metadata") or {}
+        title, record, content = about.get("title") or "", message_id(message), text_of(message["content"])
+        if title == STATS:
+            shown[-1]["metadata"] = {"stats": about.get("log", "")}
+        elif title == THINKING:
+            parts.append({"type": "reasoning", "text": content, "state": "done"})
+        elif title.startswith("Tool: ") and record:
+            state, exchange = TOOL_STATES.get(about.get("log", ""), "output-available"), exchanges.get(record)
+            part = {"type": "dynamic-tool", "toolName": title.removeprefix("Tool: "), "toolCallId": record}
+            part |= {"state": state, "input": _parsed(exchange.call["function"]["arguments"]) if exchange else None}
+            if state == "approval-requested":
+                part["approval"] = {"id": f"approval-{record}"}
+            elif state == "output-error":
+                part["errorText"] = exchange.result if exchange else content
+            elif state == "output-available":
+                part["output"] = exchange.result if exchange else content
+            parts.append(part)
+        elif content:
+            parts.append(_text(content))
+    return shown
+
+
+def _text(text: str) -> dict:
+    return {"type": "text", "text": text, "state": "done"}
+
+
 def failed(turn: Turn) -> bool:
     """Whether the reply failed; one cut at max tokens did not: its finish reason says "length"."""
     return bool(turn.error) and not (turn.steps and turn.steps[-1].reply.continuable)
@@ -352,8 +397,9 @@ def api_chat_routes(
             return refused(f"Calls from {origin} are off: start the app with --cors-origins {origin}.", 403)
         peer = request.client.host if request.client else None
         address = client_address(peer, request.headers.get("x-forwarded-for", ""), proxies)
-        whose = owner(request.headers.get("cookie", ""), user, hf_account(request.scope)) or "anyone"
-        return Caller(f"api:{whose}:", address, returns=True)
+        whose = owner(request.headers.get("cookie", ""), user, hf_account(request.scope))
+        # Kept for an owner (a login, the owner cookie); anyone else's chat is theirs by its id alone, until it ends.
+        return Caller(f"api:{whose or 'anyone'}:", address, returns=True, owner=f"api:{whose}" if whose else None)
 
     def of_chat(caller: Caller, chat_id: str) -> Caller:
         return replace(caller, session=caller.session + chat_id)  # its reply, approvals and ratings
@@ -380,12 +426,13 @@ def api_chat_routes(
             return refused(str(exc))
         message = {"text": asked.message, "files": []}
         caller = of_chat(caller, asked.chat_id)
-        if asked.approved and not service.waits(caller):
+        conversation = service.named(caller)
+        if asked.approved and not service.waits(caller, conversation):
             return refused("No tool call of this chat waits for an answer: send a new message.", 409)
         try:
             run = service.start(
                 message, asked.history, asked.model, asked.chosen, caller, approved=asked.approved,
-                reply_id=asked.continues,
+                reply_id=asked.continues, conversation=conversation, chat_id=asked.chat_id,
             )  # fmt: skip
         except Refused as exc:
             return refused(str(exc))
@@ -400,7 +447,7 @@ def api_chat_routes(
         caller = chat_caller(request)
         if isinstance(caller, Response):
             return caller
-        run = service.latest(caller)
+        run = service.latest(caller, service.named(caller))
         if run is None or not run.running:
             return Response(status_code=204)
         stream = ui_stream(run, service.follow(run, caller))
@@ -411,12 +458,52 @@ def api_chat_routes(
         caller = chat_caller(request)
         if isinstance(caller, Response):
             return caller
-        if run := service.latest(caller):
+        if run := service.latest(caller, service.named(caller)):
             await run.stopped_now()
+        return Response(status_code=204)
+
+    async def listed(request: Request) -> Response:
+        """The caller's kept chats, newest first (none for a caller with no owner, or with the store off)."""
+        caller = who(request)
+        if isinstance(caller, Response):
+            return caller
+        limit = request.query_params.get("limit", "")
+        count = min(int(limit), MAX_LISTED) if limit.isdigit() and int(limit) > 0 else LISTED
+        try:
+            chats = await service.chats(caller, count)
+        except Refused as exc:
+            return refused(str(exc), 503)
+        shown = [{**chat, "updated": chat["updated"].isoformat()} for chat in chats]
+        return JSONResponse(shown, headers=NO_CACHE)
+
+    async def opened(request: Request) -> Response:
+        """A kept chat, to show again: {"id", "messages"} as UI messages (a reply still streaming is resumed
+        through its stream instead); 404 when the caller has no such chat."""
+        caller = chat_caller(request)
+        if isinstance(caller, Response):
+            return caller
+        try:
+            found = await service.chat(caller, service.named(caller))
+        except Refused as exc:
+            return refused(str(exc), 503)
+        if found is None:
+            return refused(NOT_YOURS, 404)
+        chat_id = request.path_params["chat_id"]
+        return JSONResponse({"id": chat_id, "messages": ui_messages(chat_id, *found)}, headers=NO_CACHE)
+
+    async def delete(request: Request) -> Response:
+        """Delete a kept chat (its reply stops); 204, whether or not there was one of the caller's."""
+        caller = chat_caller(request)
+        if isinstance(caller, Response):
+            return caller
+        service.delete(caller, None, service.named(caller))
         return Response(status_code=204)
 
     return [
         (PATH, post, ["POST"]),
+        (PATH + "s", listed, ["GET"]),
+        (PATH + "/{chat_id}", opened, ["GET"]),
+        (PATH + "/{chat_id}", delete, ["DELETE"]),
         (PATH + "/{chat_id}/stream", resume, ["GET"]),
         (PATH + "/{chat_id}/stop", stop, ["POST"]),
     ]

@@ -66,10 +66,12 @@ def set_cookie_header(value: str, secure: bool) -> bytes:
 
 
 class OwnerCookie:
-    """ASGI middleware: a page sent to a browser without the owner cookie sets one."""
+    """ASGI middleware: a page sent to a browser without the owner cookie sets one; so does a GET of a path
+    under `api` (/api/chat's chats: a page on another origin loads its chat first, and is then an owner)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, api: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.api = api
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -86,7 +88,8 @@ class OwnerCookie:
             if message["type"] == "http.response.start":
                 response_headers = message.get("headers", [])
                 kind = next((v for k, v in response_headers if k.lower() == b"content-type"), b"")
-                if kind.startswith(b"text/html"):  # a page, not each of its files (they load in parallel)
+                # A page, not each of its files (they load in parallel); or an API read.
+                if kind.startswith(b"text/html") or scope["path"].startswith(self.api):
                     cookie = (b"set-cookie", set_cookie_header(issue(), secure))
                     message = {**message, "headers": [*response_headers, cookie]}
             await send(message)

@@ -55,7 +55,8 @@ conversations = sa.Table(  # added by migration 0004
     "chat_conversations",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(80), nullable=False),  # "page:user-<login>" or "page:visitor-<hash of its cookie>"
+    # "page:user-<login>", "page:visitor-<hash of its cookie>", "page:hf-<account id>"; "api:..." for /api/chat's
+    sa.Column("owner", sa.String(80), nullable=False),
     sa.Column("title", sa.Text, nullable=False),  # from the first message
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
@@ -63,6 +64,8 @@ conversations = sa.Table(  # added by migration 0004
     sa.Column("messages", sa.JSON, nullable=False),  # the chat's messages as the page shows them
     # Added by migration 0005: its tool results by record, and its calls waiting for Run or Skip (chat.service).
     sa.Column("state", sa.JSON),
+    # Added by migration 0006: the id a /api/chat client gave the chat (None for the page's, which the app names).
+    sa.Column("chat_id", sa.String(255)),
     sa.Index("ix_chat_conversations_owner_updated", "owner", "updated"),
 )
 votes = sa.Table(
@@ -201,6 +204,7 @@ class ConversationRecord:
     status: str  # done, streaming, stopped, interrupted
     messages: list[dict]
     state: dict | None = None  # what its next turn needs beyond the messages (chat.service says what)
+    chat_id: str | None = None  # the id a /api/chat client gave it; None for the page's
 
 
 class LogStore:
@@ -349,7 +353,7 @@ class LogStore:
                 self._queued.discard(conversation)
                 return
         mine = (conversations.c.id == row["id"]) & (conversations.c.owner == row["owner"])
-        changed = {k: row[k] for k in ("title", "updated", "status", "messages", "state")}
+        changed = {k: row[k] for k in ("title", "updated", "status", "messages", "state", "chat_id")}
         if not connection.execute(conversations.update().where(mine).values(**changed)).rowcount:
             connection.execute(conversations.insert().values(**row))
 
@@ -443,13 +447,13 @@ class LogStore:
     # Reads of conversations see the saves and deletions still waiting for the writer: a conversation
     # listed or opened right after its reply ended is as it ended.
     def owned(self, owner: str, limit: int = 1000) -> list[dict]:
-        """The owner's conversations, newest first: id, title, updated, status (not their messages).
+        """The owner's conversations, newest first: id, title, updated, status, chat_id (not their messages).
         Unreadable when the database cannot be reached (one line in the app's log)."""
         c = conversations.c
-        query = sa.select(c.id, c.title, c.updated, c.status).where(c.owner == owner).order_by(c.updated.desc())
+        fields = ("id", "title", "updated", "status", "chat_id")
+        query = sa.select(*(c[name] for name in fields)).where(c.owner == owner).order_by(c.updated.desc())
         # What waits is taken before the query: anything written meanwhile is then in one or the other.
         with self._lock:  # waiting saves are the newest: made seconds ago at most
-            fields = ("id", "title", "updated", "status")
             waiting = [{k: row[k] for k in fields} for row in reversed(self._newest.values()) if row["owner"] == owner]
             hidden = {row["id"] for row in waiting} | {gone for whose, gone in self._deleting if whose == owner}
         with _reading(self.url), self.engine.connect() as connection:

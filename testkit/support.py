@@ -45,11 +45,12 @@ def launched(settings, models: tuple[str, ...] | list[str] = (), hub=None, store
 
 
 @contextmanager
-def launched_with_tools(settings, hub) -> Iterator[str]:
-    """The app with this tools.hub.ToolHub, which is started for the block and closed after it; yields its URL."""
+def launched_with_tools(settings, hub, store=None) -> Iterator[str]:
+    """The app with this tools.hub.ToolHub, which is started for the block and closed after it (and a started
+    storage.logs.LogStore, if given); yields its URL."""
     hub.start()
     try:
-        with launched(settings, hub=hub) as url:
+        with launched(settings, hub=hub, store=store) as url:
             yield url
     finally:
         hub.close()

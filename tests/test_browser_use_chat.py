@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.logs import LogStore, database_url
 from testkit.ai_sdk import JS, node_ready
 from testkit.browser import browser, expect  # noqa: F401 - fixtures used here
 from testkit.fake_openai import FakeOpenAI, Reply
@@ -61,11 +62,18 @@ def bundle(folder: Path, api: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def seed_page(page_origin: tuple[str, Path], fake_server: FakeOpenAI) -> Iterator[str]:
-    """The app, letting the page's origin call it, and the page pointed at it; yields the page's URL."""
+def seed_page(
+    page_origin: tuple[str, Path], fake_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The app, keeping conversations and letting the page's origin call it, and the page pointed at it;
+    yields the page's URL."""
     origin, folder = page_origin
-    with launched(remote_settings(fake_server, cors_origins=(origin,))) as url:
-        yield f"{origin}/{bundle(folder, url + 'api/chat')}"
+    store = LogStore(database_url(str(tmp_path_factory.mktemp("kept") / "chats.db"))).open()
+    try:
+        with launched(remote_settings(fake_server, cors_origins=(origin,)), store=store) as url:
+            yield f"{origin}/{bundle(folder, url + 'api/chat')}"
+    finally:
+        store.close()
 
 
 def test_the_seed_page_streams_the_reply_in_and_stop_stops_it(browser, seed_page: str, server: FakeOpenAI):
@@ -103,26 +111,58 @@ def test_the_seed_page_streams_the_reply_in_and_stop_stops_it(browser, seed_page
         context.close()
 
 
-def test_a_reload_mid_reply_shows_the_reply_continuing_from_the_same_upstream_request(
+def test_a_reload_mid_reply_shows_the_conversation_and_the_reply_continuing_from_the_same_upstream_request(
     browser, seed_page: str, server: FakeOpenAI
 ):
     context = browser.new_context()
     try:
         page = context.new_page()
         page.goto(seed_page)
+        page.locator("input").fill("Remember apples")
+        page.locator("input").press("Enter")
+        expect(page.locator(".assistant")).to_have_text(["Echo: Remember apples"])
         slow = " ".join(f"word{i}" for i in range(80))  # 4 s
         server.default = Reply(text=slow, delay=0.05)
         page.locator("input").fill("Talk slowly")
         page.locator("input").press("Enter")
         expect(page.locator(".assistant").last).to_contain_text("word3")
         page.reload()
-        answer = page.locator(".assistant").last
-        expect(answer).to_contain_text("word1")  # the reply so far
-        assert answer.inner_text() != slow  # and still streaming
-        expect(answer).to_have_text(slow)
-        assert len(server.chat_requests) == 1 and not server.closed_early
+        # The conversation as the server kept it, and the reply so far, still streaming.
+        expect(page.locator(".user")).to_have_text(["Remember apples", "Talk slowly"])
+        answers = page.locator(".assistant")
+        expect(answers.first).to_have_text("Echo: Remember apples")
+        expect(answers.last).to_contain_text("word1")
+        assert answers.last.inner_text() != slow
+        expect(answers).to_have_text(["Echo: Remember apples", slow])
+        assert len(server.chat_requests) == 2 and not server.closed_early
+        chat_id = page.evaluate("sessionStorage.chatId")
+
+        server.default = Reply()  # the echo
+        page.locator("input").fill("What did I say first?")  # the kept messages go back as the conversation
+        page.locator("input").press("Enter")
+        expect(answers.last).to_have_text("Echo: What did I say first?")
+        sent = [(m["role"], m["content"]) for m in server.chat_requests[-1].body["messages"][1:]]
+        assert sent == [
+            ("user", "Remember apples"),
+            ("assistant", "Echo: Remember apples"),
+            ("user", "Talk slowly"),
+            ("assistant", slow),
+            ("user", "What did I say first?"),
+        ]
     finally:
         context.close()
+
+    # Another browser (another owner cookie) given the same chat id sees nothing of it.
+    stranger = browser.new_context()
+    try:
+        stranger.add_init_script(f"sessionStorage.chatId = {chat_id!r}")
+        page = stranger.new_page()
+        page.goto(seed_page)
+        expect(page.locator("input")).to_be_visible()
+        page.wait_for_timeout(500)
+        assert page.locator(".user, .assistant").count() == 0
+    finally:
+        stranger.close()
 
 
 def test_a_page_on_an_origin_not_listed_reads_why_it_is_refused(

@@ -694,7 +694,7 @@ def test_conversations_that_cannot_be_read_are_one_sentence_and_a_reply_streams(
     fake_server.reset()
     emptied(postgres_url)
     settings = remote_settings(fake_server)
-    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
 
     async def reply(service: ChatService, text: str, history: list[dict]) -> str:
         conversation = service.conversation_for(ada, "tab", history)

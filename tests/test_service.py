@@ -109,7 +109,7 @@ def test_a_reply_runs_apart_from_its_followers_and_stops_when_unwatched_if_the_h
         return left_running, again[-1], run.stopped
 
     server.default = Reply(text=slow, delay=0.02)
-    returning = Caller("page:visitor-1", "127.0.0.1", returns=True)
+    returning = Caller("page:visitor-1", "127.0.0.1", returns=True, owner="page:visitor-1")
     running, text, stopped = asyncio.run(leave_after_a_few(service_for(server), returning))
     assert (running, text, stopped) == (True, slow, False)  # the whole reply, from one request
     assert len(server.chat_requests) == 1 and not server.closed_early
@@ -137,8 +137,8 @@ def test_a_reply_runs_apart_from_its_followers_and_stops_when_unwatched_if_the_h
 
 def test_a_copied_session_hash_names_none_of_anothers_conversations(server: FakeOpenAI):
     service = service_for(server)
-    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
-    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
+    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True, owner="page:visitor-eve")
     mine = service.conversation_for(ada, "tab-1", [])
     earlier = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     assert service.conversation_for(ada, "tab-1", earlier) == mine  # the tab goes on with its conversation
@@ -150,8 +150,8 @@ def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server
     store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
     settings = remote_settings(server)
     service = ChatService(settings, create_backend(settings), ["fake-model"], store=store)
-    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
-    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
+    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True, owner="page:visitor-eve")
     slow = " ".join(f"w{i}" for i in range(200))
 
     async def scenario() -> None:
@@ -192,8 +192,8 @@ def test_a_restart_keeps_a_conversations_tool_results_and_its_calls_waiting_for_
     tool_log, db = tmp_path / "calls.log", database_url(str(tmp_path / "chats.db"))
     hub = ToolHub([stdio_server(tool_log), stdio_server(tool_log, "careful", approve=True)], timeout=10.0)
     hub.start()
-    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True)
-    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
+    eve = Caller("page:visitor-eve", "127.0.0.1", returns=True, owner="page:visitor-eve")
 
     async def reply(service: ChatService, caller: Caller, text: str, history: list, conversation: str) -> list:
         run = service.start({"text": text, "files": []}, history, "fake-model", {}, caller, conversation=conversation)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from app import tool_hub
+from chat.service import NOT_YOURS
 from config import load_settings
 from storage.logs import LogStore, database_url
 from testkit.ai_sdk import JS, use_chat
@@ -395,3 +396,149 @@ def test_an_oversized_or_deeply_nested_body_gets_one_sentence(app_url: str, serv
     response = httpx.post(app_url + "api/chat", content=nested, headers={"content-type": "application/json"})
     assert (response.status_code, response.text) == (400, "The request body is not JSON, or is nested too deeply.")
     assert len(server.chat_requests) == asked
+
+
+# -- kept chats: GET /api/chats, GET and DELETE /api/chat/{id} -------------------------------------------------
+LOGINS = (("ada", "pw-ada"), ("eve", "pw-eve"))
+ADA, EVE = (basic(name, word) for name, word in LOGINS)
+
+
+@contextmanager
+def kept_in(target: Path) -> Iterator[LogStore]:
+    """A conversation store on this SQLite file, closed after the block."""
+    store = LogStore(database_url(str(target))).open()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def kept_app(fake_server: FakeOpenAI, folder: Path, **overrides) -> Iterator[tuple[str, LogStore]]:
+    """The app keeping conversations in a SQLite file in `folder`; yields its URL and the store."""
+    with kept_in(folder / "chats.db") as store, launched(remote_settings(fake_server, **overrides), store=store) as url:
+        yield url, store
+
+
+def stored_rows(store: LogStore) -> list[dict]:
+    import sqlalchemy as sa
+
+    from storage.logs import conversations
+
+    store.flush()
+    with store.engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(sa.select(conversations))]
+
+
+def shown(chat: dict) -> list[tuple[str, str]]:
+    return [(message["role"], text_of(message)) for message in chat["messages"]]
+
+
+def test_an_owners_chats_are_kept_listed_newest_first_and_shown_again_as_ui_messages(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    with kept_app(fake_server, tmp_path, auth=LOGINS) as (url, store):
+        first = use_chat(url, [user("Remember apples")], chatId="apples", headers=ADA)
+        again = [user("Remember apples"), first["message"], user("And pears", "u2")]
+        use_chat(url, again, chatId="apples", headers=ADA)
+        use_chat(url, [user("Hello")], chatId="hello", headers=ADA)
+        listed = httpx.get(url + "api/chats", headers=ADA).json()
+        assert [(chat["id"], chat["title"], chat["status"]) for chat in listed] == [
+            ("hello", "Hello", "done"),
+            ("apples", "Remember apples", "done"),
+        ]
+        assert [chat["id"] for chat in httpx.get(url + "api/chats?limit=1", headers=ADA).json()] == ["hello"]
+        opened = httpx.get(url + "api/chat/apples", headers=ADA).json()
+        assert opened["id"] == "apples"
+        assert shown(opened) == [
+            ("user", "Remember apples"),
+            ("assistant", "Echo: Remember apples"),
+            ("user", "And pears"),
+            ("assistant", "Echo: And pears"),
+        ]
+        assert "tokens/s" in opened["messages"][-1]["metadata"]["stats"]
+        # Given back to useChat as they came, they are the conversation the next message goes on.
+        use_chat(url, [*opened["messages"], user("Which fruit?", "u3")], chatId="apples", headers=ADA)
+        sent = [(m["role"], m["content"]) for m in fake_server.chat_requests[-1].body["messages"][1:]]
+        assert sent == [*shown(opened), ("user", "Which fruit?")]
+        assert [row["chat_id"] for row in stored_rows(store)].count("apples") == 1  # one chat, saved again
+
+
+def test_another_owner_sees_nothing_of_a_chat_and_its_id_names_their_own_and_delete_removes_the_row(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    with kept_app(fake_server, tmp_path, auth=LOGINS) as (url, store):
+        use_chat(url, [user("Secret plan")], chatId="plan", headers=ADA)
+        assert httpx.get(url + "api/chats", headers=EVE).json() == []
+        refused = httpx.get(url + "api/chat/plan", headers=EVE)
+        assert (refused.status_code, refused.text) == (404, NOT_YOURS)
+        use_chat(url, [user("My own plan")], chatId="plan", headers=EVE)  # the same id: eve's own chat
+        assert shown(httpx.get(url + "api/chat/plan", headers=EVE).json())[0] == ("user", "My own plan")
+        assert shown(httpx.get(url + "api/chat/plan", headers=ADA).json())[0] == ("user", "Secret plan")
+        assert httpx.delete(url + "api/chat/plan", headers=EVE).status_code == 204  # hers, not ada's
+        assert [row["title"] for row in stored_rows(store)] == ["Secret plan"]
+        assert httpx.delete(url + "api/chat/plan", headers=ADA).status_code == 204
+        assert httpx.get(url + "api/chat/plan", headers=ADA).status_code == 404
+        assert stored_rows(store) == []
+
+
+def test_a_browser_is_an_owner_by_the_cookie_an_api_read_sets_and_a_caller_without_one_keeps_nothing(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    with kept_app(fake_server, tmp_path) as (url, store):
+        use_chat(url, [user("Nobody's")], chatId="anon")  # no login, no cookie: nothing kept
+        assert httpx.get(url + "api/chats").json() == []
+        assert stored_rows(store) == []
+        with httpx.Client(base_url=url) as browser:
+            assert browser.get("api/chats").json() == []
+            assert "chat_owner" in browser.cookies  # the first read makes it an owner
+            body = {"id": "mine", "messages": [user("Kept for me")]}
+            with browser.stream("POST", "api/chat", json=body) as reply:
+                reply.read()
+            assert [chat["id"] for chat in browser.get("api/chats").json()] == ["mine"]
+            assert shown(browser.get("api/chat/mine").json())[0] == ("user", "Kept for me")
+        assert httpx.get(url + "api/chats").json() == []  # a caller without the cookie
+        assert httpx.get(url + "api/chat/mine").status_code == 404
+
+
+def test_a_chat_opened_mid_reply_leaves_the_reply_to_its_stream_which_resumes_it(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    with kept_app(fake_server, tmp_path, auth=LOGINS) as (url, _):
+        first = use_chat(url, [user("Hi")], chatId="live", headers=ADA)
+        slow = " ".join(f"word{i}" for i in range(60))  # 3 s
+        fake_server.default = Reply(text=slow, delay=0.05)
+        asked = [user("Hi"), first["message"], user("Talk slowly", "u2")]
+        use_chat(url, asked, abortAfter=2, chatId="live", headers=ADA)  # a reload
+        opened = httpx.get(url + "api/chat/live", headers=ADA).json()
+        assert shown(opened) == [("user", "Hi"), ("assistant", "Echo: Hi"), ("user", "Talk slowly")]
+        assert httpx.get(url + "api/chats", headers=ADA).json()[0]["status"] == "streaming"
+        resumed = use_chat(url, [], resume=True, chatId="live", headers=ADA)
+        assert text_of(resumed["message"]) == slow
+        assert shown(httpx.get(url + "api/chat/live", headers=ADA).json())[-1] == ("assistant", slow)
+
+
+def test_after_a_restart_a_kept_chat_shows_its_tool_call_and_a_follow_up_sends_its_result(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    settings = remote_settings(fake_server, auth=LOGINS, python_tools=("calculate",))
+    with kept_in(tmp_path / "chats.db") as store, launched_with_tools(settings, tool_hub(settings), store) as url:
+        fake_server.enqueue(
+            Reply(text="Let me work it out. ", tool_calls=[ToolCall("calculate", '{"expression": "6 * 7"}')]),
+            Reply(text="It is 42."),
+        )
+        use_chat(url, [user("What is 6 * 7?")], chatId="math", headers=ADA)
+    with kept_in(tmp_path / "chats.db") as store, launched_with_tools(settings, tool_hub(settings), store) as url:
+        opened = httpx.get(url + "api/chat/math", headers=ADA).json()
+        [tool] = [part for part in opened["messages"][1]["parts"] if part["type"] == "dynamic-tool"]
+        assert (tool["toolName"], tool["state"], tool["input"], tool["output"]) == (
+            "calculate",
+            "output-available",
+            {"expression": "6 * 7"},
+            "42",
+        )
+        assert text_of(opened["messages"][1]) == "Let me work it out. It is 42."
+        use_chat(url, [*opened["messages"], user("Double it", "u2")], chatId="math", headers=ADA)
+        sent = fake_server.chat_requests[-1].body["messages"]
+        assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "assistant", "user"]
+        assert sent[3]["content"] == "42"  # the result the first app produced, from the store

@@ -1,21 +1,32 @@
 // The seed's app/page.tsx (../shared/seed-stream-text-with-chat-prompt.md), adapted only to the current
 // useChat API: the transport names the endpoint (this app's /api/chat, from NEXT_PUBLIC_CHAT_API as
 // Next.js inlines it), sendMessage replaces append, the input is the page's own state, a message shows
-// its text parts, the chat keeps its id across reloads and resumes a reply that is streaming, and a Stop
-// button ends the reply on the server (stop() alone only leaves it).
+// its text parts, the chat keeps its id across reloads, shows what the server kept of it and resumes a
+// reply that is streaming, and a Stop button ends the reply on the server (stop() alone only leaves it).
 'use client';
 
 import { useChat } from '@ai-sdk/react';
-import { DefaultChatTransport } from 'ai';
-import { useState } from 'react';
+import { DefaultChatTransport, type UIMessage } from 'ai';
+import { useEffect, useState } from 'react';
 
 const api = process.env.NEXT_PUBLIC_CHAT_API;
 const transport = new DefaultChatTransport({ api, credentials: 'include' });
 
 export default function Page() {
-  const [input, setInput] = useState('');
   const [id] = useState(() => (typeof window === 'undefined' ? '' : (sessionStorage.chatId ??= crypto.randomUUID())));
-  const { messages, sendMessage, stop, status, error } = useChat({ id, transport, resume: true });
+  const [kept, setKept] = useState<UIMessage[] | null>(null);
+  useEffect(() => {
+    fetch(`${api}/${id}`, { credentials: 'include' })
+      .then(response => (response.ok ? response.json() : { messages: [] }))
+      .then(chat => setKept(chat.messages), () => setKept([]));
+  }, [id]);
+
+  return kept && <Chat id={id} kept={kept} />;
+}
+
+function Chat({ id, kept }: { id: string; kept: UIMessage[] }) {
+  const [input, setInput] = useState('');
+  const { messages, sendMessage, stop, status, error } = useChat({ id, messages: kept, transport, resume: true });
 
   return (
     <div>
