@@ -28,4 +28,5 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_results(tmp_path):
     if os.environ.get(SKIP_MISSING) != "1" or shutil.which("chromium"):
         assert "Not measured" not in text  # with chromium the browser scenario runs too
     assert re.search(r"Overhead = .*\*\*ours -?\d+\.\d\d\*\*", text)  # one quick run may even come out negative
+    assert re.search(r"is \d+\.\d% of the app's CPU samples \(\d+ of \d+\)", text)  # the store's profile was taken
     assert re.search(r"Machine: .+ 2 cores|Machine: .+ \d+ cores", text)
