@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -423,7 +424,9 @@ def build_app(
     # Routes serve() adds: /api/chat for the AI SDK's useChat, and the review page's sign-in and exports.
     demo.extra_routes = api_chat_routes(service, settings.forwarded_allow_ips, settings.cors_origins, settings.auth)
     if workbench:  # the workbench pages
-        demo.extra_routes += add_review_page(demo, store, SignIns(settings.review_auth), settings.forwarded_allow_ips)
+        demo.extra_routes += add_review_page(
+            demo, store, SignIns(settings.review_auth, shared=store), settings.forwarded_allow_ips
+        )
         limit = backend.max_concurrency or settings.concurrency
         add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
     demo.workbench_on = workbench  # serve() answers the pages' addresses when it is off
@@ -508,7 +511,8 @@ def open_store(settings: Settings) -> LogStore | None:
             print(f"Conversations are not kept: cannot make {folder} ({exc.strerror}). Pass --store PATH.", flush=True)
             return None
     url = database_url(settings.store)
-    store = LogStore(url, settings.log_retention_days).open()
+    replica = settings.replica or f"{socket.gethostname()}:{settings.port}"
+    store = LogStore(url, settings.log_retention_days, replica).open()
     if not settings.check and not settings.export_log:
         place = where(url) if "://" in settings.store else f"{url.database} (SQLite)"
         print(f"Conversations are kept in {place}.", flush=True)

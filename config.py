@@ -293,6 +293,15 @@ class Settings:
     log_retention_days: Annotated[
         int, Field(ge=0), Flag("Delete conversations older than this", default_text="`0` (keep)")
     ] = 0
+    replica: Annotated[
+        str | None,
+        Flag(
+            "This process's name among replicas on one `--store` database: a reply it was streaming when it "
+            "stopped is marked interrupted as it starts again under this name, or by the others once it falls "
+            "silent ([Replicas](#replicas-behind-nginx))",
+            default_text="this host's name and `--port`",
+        ),
+    ] = None
     review_auth: Annotated[
         tuple[tuple[str, str], ...],
         Flag(

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -186,16 +187,19 @@ class Stream:
         return max((later - earlier for earlier, later in itertools.pairwise([*self.updates, self.total])), default=0.0)
 
 
-async def gradio_user(http: httpx.AsyncClient, url: str, fn_index: int, data: list, last_token: str) -> Stream:
+async def gradio_user(
+    http: httpx.AsyncClient, url: str, fn_index: int, data: list, last_token: str, headers: dict | None = None
+) -> Stream:
     """A user of a Gradio app through its queue protocol, as the browser speaks it."""
     session = uuid.uuid4().hex[:10]
     start = time.perf_counter()
     join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
-    (await http.post(url + "gradio_api/queue/join", json=join)).raise_for_status()
+    (await http.post(url + "gradio_api/queue/join", json=join, headers=headers)).raise_for_status()
     updates: list[float] = []
     for attempt in range(3):
         try:
-            async with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}") as response:
+            data_url = url + f"gradio_api/queue/data?session_hash={session}"
+            async with http.stream("GET", data_url, headers=headers) as response:
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -232,10 +236,13 @@ async def relay_user(http: httpx.AsyncClient, url: str, text: str, last_token: s
     return Stream(updates, time.perf_counter() - start, complete)
 
 
-def crowd(app: App, level: int, text: str, last_token: str, visitors: bool = False) -> tuple[float, list[Stream]]:
+def crowd(
+    app: App, level: int, text: str, last_token: str, visitors: bool = False, owners: bool = False
+) -> tuple[float, list[Stream]]:
     """`level` users sending `text` at once through the minimal client: (wall time, their streams).
     visitors: they load the page first, as a browser does, so they carry the app's owner cookie (and their
-    conversations are kept); each is a tab of its own."""
+    conversations are kept); each is a tab of its own. owners: each user is a visitor of their own, with an
+    owner cookie of their own (behind nginx, each is sent to the replica their cookie picks)."""
     fn_index = 0
     if not app.plain_relay:
         config = httpx.get(app.url + "config", timeout=10).json()
@@ -252,7 +259,7 @@ def crowd(app: App, level: int, text: str, last_token: str, visitors: bool = Fal
             users = [
                 relay_user(http, app.url, text, last_token)
                 if app.plain_relay
-                else gradio_user(http, app.url, fn_index, data, last_token)
+                else gradio_user(http, app.url, fn_index, data, last_token, own_cookie() if owners else None)
                 for _ in range(level)
             ]
             return await asyncio.gather(*users)
@@ -260,6 +267,11 @@ def crowd(app: App, level: int, text: str, last_token: str, visitors: bool = Fal
     start = time.perf_counter()
     streams = asyncio.run(everyone())
     return time.perf_counter() - start, streams
+
+
+def own_cookie() -> dict[str, str]:
+    """The header of a visitor with an owner cookie of their own (the form the app issues: pages.owners.issue)."""
+    return {"Cookie": f"chat_owner={secrets.token_urlsafe(24)}"}
 
 
 @dataclass

@@ -32,6 +32,7 @@ from bench.scenarios.log_cost import logging_cost
 from bench.scenarios.memory import memory
 from bench.scenarios.model import embedded_model
 from bench.scenarios.relay import relay_and_first_token
+from bench.scenarios.replicas import replicas
 from bench.scenarios.resume import resume
 from bench.scenarios.stop import stop
 from bench.scenarios.store_cost import store_cost
@@ -39,7 +40,7 @@ from bench.scenarios.tools import tool_steps
 from bench.scenarios.tracing_cost import tracing_cost
 from bench.scenarios.users import many_users
 from chat.service import LISTED
-from testkit.processes import free_port
+from testkit.processes import PostgresMissing, free_port, postgres_server
 
 
 def machine() -> str:
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store,conversations,tracing",
+        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store,conversations,tracing,"
+        "replicas",
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
             steps=2,
             resume=4,
             conversations=(LISTED + 10, 30),  # more than a list shows, longer than one opens
+            replicas=[4],
+            hop=4,
         )
         if args.quick
         else dict(
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
             steps=3,
             resume=32,
             conversations=(1000, 200),
+            replicas=[64, 128, 256],
+            hop=32,
         )
     )
     command = "python -m bench" + (" --quick" if args.quick else f" --runs {runs}" if runs != 5 else "")
@@ -104,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     report = Report()
     started = time.monotonic()
 
-    ports = [free_port() for _ in range(12)]
+    ports = [free_port() for _ in range(13)]
     server_port, ours_port, echo_port, peer_port, local_port, relay_port, wide_port, tools_port, log_port = ports[:9]
-    store_off_port, receiver_port, traced_port = ports[9:]
+    store_off_port, receiver_port, traced_port, relay_two_port = ports[9:]
     server_url = f"http://127.0.0.1:{server_port}/v1"
     # Every simulated user comes from 127.0.0.1, so the rate limits (public-demo guards) are off.
     no_limits = {"CHAT_RATE_LIMIT": "0", "CHAT_RATE_LIMIT_IP": "0"}
@@ -211,6 +217,17 @@ def main(argv: list[str] | None = None) -> None:
                 off = App(f"http://127.0.0.1:{log_port}/", pid=off_proc.pid, settings=OUR_SETTINGS)
                 receiver = traced_env["OTEL_EXPORTER_OTLP_ENDPOINT"]
                 tracing_cost(report, on, off, receiver, runs, min(sizes["users"][-1], 32), sizes["user_tokens"])
+        if "replicas" in only:
+            relay_args = ["-m", "bench.apps", "relay", "--port", str(relay_two_port), "--base-url", server_url]
+            try:
+                with postgres_server() as store, process(relay_args, relay_two_port) as relay_proc:
+                    relay = App(
+                        f"http://127.0.0.1:{relay_two_port}/", multimodal=False, pid=relay_proc.pid, plain_relay=True
+                    )
+                    levels, hop, tokens = sizes["replicas"], sizes["hop"], sizes["user_tokens"]
+                    replicas(report, store, remote_env, relay, runs, levels, hop, tokens)
+            except PostgresMissing as exc:
+                report.add("15. Replicas", f"Not measured: {exc}.")
     if "model" in only:
         with process(
             ["app.py", "--provider", "local", "--port", str(local_port)], local_port, remote_env

@@ -124,9 +124,21 @@ class ChatService:
             return None
         return f"The model {model} is not offered here: choose one of {', '.join(self.choices)}."
 
-    def too_fast(self, caller: Caller) -> str | None:
-        """Why this message must wait, if it must: the per-session and per-address limits."""
-        if wait := admit((self._per_session, caller.session), (self._per_address, caller.address)):
+    async def too_fast(self, caller: Caller) -> str | None:
+        """Why this message must wait, if it must: the per-session and per-address limits (counted in the store
+        when it is shared by replicas; in this process when it is not, or cannot be reached)."""
+        wait = None
+        limited = self.settings.rate_limit_session or self.settings.rate_limit_ip
+        if limited and self.store is not None and self.store.shared:
+            checks = [
+                (f"session:{caller.session}", self.settings.rate_limit_session),
+                (f"address:{caller.address}", self.settings.rate_limit_ip),
+            ]
+            with contextlib.suppress(Unreadable):  # the database is down: this process's own count decides
+                wait = await asyncio.to_thread(self.store.admit, checks)
+        if wait is None:
+            wait = admit((self._per_session, caller.session), (self._per_address, caller.address))
+        if wait:
             return f"You are sending messages faster than this demo allows. Wait {math.ceil(wait)} s, then retry."
         return None
 
@@ -189,7 +201,7 @@ class ChatService:
         if problem := self.problem(message) or self.not_offered(model):
             raise Refused(problem)
         turn = Turn(redactor=self.redactor)
-        if too_fast := self.too_fast(caller):
+        if too_fast := await self.too_fast(caller):
             yield turn.refuse(too_fast)  # never sent to the provider, then or with a later message
             return
         key = (caller.session, conversation or caller.session)  # where its calls wait for an answer
@@ -533,7 +545,7 @@ class ChatService:
         """One side of a comparison: a reply with its own settings, as the chat's turn (the page shows it)."""
         if problem := self.problem({"text": message, "files": []}) or self.not_offered(model):
             raise Refused(problem)
-        if too_fast := self.too_fast(caller):
+        if too_fast := await self.too_fast(caller):
             raise Refused(too_fast)
         chosen = self.chosen(chosen)
         turn = Turn(redactor=self.redactor)

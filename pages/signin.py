@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -9,6 +10,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from storage.logs import LogStore, Unreadable
 
 log = logging.getLogger("chat.review")
 
@@ -38,7 +42,8 @@ class Attempt:
 
 
 class SignIns:
-    """The reviewers' sign-ins, in this process's memory: a restart signs everyone out."""
+    """The reviewers' sign-ins: in the database replicas share (`shared`, a PostgreSQL store: by a hash of each
+    token), else in this process's memory (a restart signs everyone out). Failed attempts are counted per process."""
 
     def __init__(
         self,
@@ -46,10 +51,12 @@ class SignIns:
         *,
         lifetime: float = LIFETIME_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        shared: LogStore | None = None,
     ) -> None:
         self.logins = tuple(logins)
         self.lifetime = lifetime
         self.clock = clock
+        self.shared = shared if shared is not None and shared.shared else None
         self._tokens: dict[str, float] = {}  # token -> when it expires
         self._failures: dict[str, _Failures] = {}  # client address -> its recent failures
         self._lock = threading.Lock()  # Gradio runs handlers in threads; the routes run on the event loop
@@ -77,12 +84,22 @@ class SignIns:
                 return Attempt(None, why, wait, 401)
             self._failures.pop(address, None)
             token = secrets.token_urlsafe(32)
-            self._tokens[token] = now + self.lifetime
+            if self.shared is not None:
+                self.shared.keep_signin(hashed(token), datetime.now(UTC) + timedelta(seconds=self.lifetime))
+            else:
+                self._tokens[token] = now + self.lifetime
             return Attempt(token)
 
     def valid(self, token: str | None) -> bool:
+        """Whether this is a signed-in reviewer's token (blocking: the shared database is asked)."""
         if not token:
             return False
+        if self.shared is not None:
+            try:
+                expires = self.shared.signin_expires(hashed(token))
+            except Unreadable:  # the database is down: nobody is let in meanwhile
+                return False
+            return expires is not None and expires.astimezone(UTC) > datetime.now(UTC)
         with self._lock:
             expires = self._tokens.get(token)
             if expires is not None and expires <= self.clock():
@@ -91,9 +108,16 @@ class SignIns:
             return expires is not None
 
     def sign_out(self, token: str | None) -> None:
+        if self.shared is not None and token:
+            self.shared.forget_signin(hashed(token))
         with self._lock:
             self._tokens.pop(token or "", None)
 
     def _forget(self, now: float) -> None:
         self._tokens = {token: expires for token, expires in self._tokens.items() if expires > now}
         self._failures = {a: f for a, f in self._failures.items() if now - f.last < FORGET_SECONDS}
+
+
+def hashed(token: str) -> str:
+    """What the database keeps of a token: not the token, which would let whoever reads it sign in."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -8,9 +8,10 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +23,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from core.guards import RateLimiter
+
 log = logging.getLogger("chat.log")
 MIGRATIONS = Path(__file__).parent / "migrations"
 Job = Callable[[Connection], None]  # one write, run by the writer thread in a transaction
 MAX_PENDING = 10_000  # writes kept in memory while the database is down; past it the oldest are dropped
 RETRY_SECONDS = 5.0  # how often waiting writes are tried again
+HEARTBEAT = 2.0  # seconds between a process's heartbeats in the database
+SILENT = 6.0  # a process not heard from for this long has stopped: its streaming replies are interrupted
 
 metadata = sa.MetaData()  # the tables as the newest migration leaves them (storage/migrations)
 turns = sa.Table(
@@ -60,13 +65,34 @@ conversations = sa.Table(  # added by migration 0004
     sa.Column("title", sa.Text, nullable=False),  # from the first message
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # done, streaming, stopped, interrupted (the app died)
+    # done, streaming, stopped, interrupted (the app died); indexed by migration 0007, for the reaper
+    sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("messages", sa.JSON, nullable=False),  # the chat's messages as the page shows them
     # Added by migration 0005: its tool results by record, and its calls waiting for Run or Skip (chat.service).
     sa.Column("state", sa.JSON),
     # Added by migration 0006: the id a /api/chat client gave the chat (None for the page's, which the app names).
     sa.Column("chat_id", sa.String(255)),
+    sa.Column("replica", sa.String(255)),  # added by migration 0007: the app process that saved it last
     sa.Index("ix_chat_conversations_owner_updated", "owner", "updated"),
+)
+replicas = sa.Table(  # added by migration 0007: each app process on this database, and when it was last heard from
+    "chat_replicas",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("seen", sa.DateTime(timezone=True), nullable=False),
+)
+signins = sa.Table(  # added by migration 0007: the review page's sign-ins, by a hash of their token (shared)
+    "chat_signins",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+)
+sends = sa.Table(  # added by migration 0007: messages in the last minute by rate-limited key (shared limits)
+    "chat_sends",
+    metadata,
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_chat_sends_key_at", "key", "at"),
 )
 votes = sa.Table(
     "chat_votes",
@@ -211,8 +237,9 @@ class LogStore:
     """The log. Writes go through a queue to one thread, so the chat never waits for the database;
     a failed write is one line in the app's log and the chat goes on."""
 
-    def __init__(self, url: sa.URL, retention_days: int = 0) -> None:
+    def __init__(self, url: sa.URL, retention_days: int = 0, replica: str = "local") -> None:
         self.url = url
+        self.replica = replica  # this process's name among those on the database (--replica)
         self.engine = connect(url)
         self.retention_days = retention_days
         self._queue: queue.Queue[Job | threading.Event | None] = queue.Queue()
@@ -243,10 +270,10 @@ class LogStore:
             self.found_schema = migrate(self.engine)
             if not self._reaped:  # once, as the app starts: after an outage, replies streaming here go on
                 with self.engine.begin() as connection:
-                    # A reply that was streaming when the app last stopped will not finish: say so. (One
-                    # process per database; replicas would need to know whose reply it was.)
-                    streaming = conversations.c.status == "streaming"
-                    connection.execute(conversations.update().where(streaming).values(status="interrupted"))
+                    # A reply this replica was streaming when it last stopped will not finish: say so. Other
+                    # replicas' are theirs, until they fall silent (_beat).
+                    mine = (conversations.c.status == "streaming") & (conversations.c.replica == self.replica)
+                    connection.execute(conversations.update().where(mine).values(status="interrupted"))
                 self._reaped = True
         except NewerSchema as exc:
             self.problem = str(exc)
@@ -274,11 +301,20 @@ class LogStore:
         """Write each job in order. While the database cannot be written (PostgreSQL down, a locked file),
         jobs wait in memory (the newest MAX_PENDING) and are written, in order, once it can be again."""
         pending: deque[Job] = deque(maxlen=MAX_PENDING)
+        beat = retry = 0.0  # when the next heartbeat, and the next try of waiting writes, are due
         while True:
-            try:
-                job = self._queue.get(timeout=RETRY_SECONDS if pending else None)
-            except queue.Empty:  # time to try the waiting writes again
+            if time.monotonic() >= beat:
+                beat = time.monotonic() + HEARTBEAT
+                if not pending:  # while writes wait, the database is down: the beat would fail too
+                    self._beat()
+            if pending and time.monotonic() >= retry:
+                retry = time.monotonic() + RETRY_SECONDS
                 self._write(pending, new=False)
+                continue
+            due = min(beat, retry) if pending else beat
+            try:
+                job = self._queue.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:  # time to beat, or to try the waiting writes again
                 continue
             if job is None:
                 self._write(pending, new=False)  # a last try as the app stops
@@ -288,6 +324,28 @@ class LogStore:
                 continue
             pending.append(job)
             self._write(pending, new=True)
+            retry = time.monotonic() + RETRY_SECONDS
+
+    def _beat(self) -> None:
+        """Say that this process is alive, and mark the replies that silent ones were streaming interrupted
+        (a replica that stopped, or a process from before replicas had names)."""
+        at = now()
+        try:
+            if not self._ready():
+                return
+            with self.engine.begin() as connection:
+                me = replicas.c.name == self.replica
+                if not connection.execute(replicas.update().where(me).values(seen=at)).rowcount:
+                    connection.execute(replicas.insert().values(name=self.replica, seen=at))
+                alive = sa.select(replicas.c.name).where(replicas.c.seen >= at - timedelta(seconds=SILENT))
+                silent = conversations.c.replica.is_(None) | conversations.c.replica.not_in(alive)
+                streaming = conversations.c.status == "streaming"
+                connection.execute(conversations.update().where(streaming & silent).values(status="interrupted"))
+                past = at - timedelta(seconds=RateLimiter.WINDOW)  # rate-limited keys that have not come back
+                connection.execute(sends.delete().where(sends.c.at < past))
+                connection.execute(signins.delete().where(signins.c.expires < at))
+        except sa.exc.SQLAlchemyError:  # the database is down or busy: the next write says so, the next beat retries
+            return
 
     def _write(self, pending: deque[Job], *, new: bool) -> None:
         while pending:
@@ -354,8 +412,9 @@ class LogStore:
                 return
         mine = (conversations.c.id == row["id"]) & (conversations.c.owner == row["owner"])
         changed = {k: row[k] for k in ("title", "updated", "status", "messages", "state", "chat_id")}
+        changed["replica"] = self.replica
         if not connection.execute(conversations.update().where(mine).values(**changed)).rowcount:
-            connection.execute(conversations.insert().values(**row))
+            connection.execute(conversations.insert().values(**row, replica=self.replica))
 
         def settled(committed: bool) -> Job | None:  # until the commit, reads see it waiting
             with self._lock:
@@ -401,6 +460,47 @@ class LogStore:
             connection.execute(conversations.delete().where(conversations.c.updated < cutoff))
 
         self._queue.put(delete)
+
+    # -- review sign-ins and rate limits, shared by the replicas on one database -----------
+    def keep_signin(self, token_hash: str, expires: datetime) -> None:
+        self._queue.put(
+            lambda connection: connection.execute(signins.insert().values(token=token_hash, expires=expires))
+        )
+
+    def forget_signin(self, token_hash: str) -> None:
+        self._queue.put(lambda connection: connection.execute(signins.delete().where(signins.c.token == token_hash)))
+
+    def signin_expires(self, token_hash: str) -> datetime | None:
+        """When a kept sign-in expires; None if there is none. Blocking; Unreadable when the database is down."""
+        self.flush(timeout=5)  # a sign-in or sign-out just made in this process is written first
+        with _reading(self.url), self.engine.connect() as connection:
+            return connection.execute(sa.select(signins.c.expires).where(signins.c.token == token_hash)).scalar()
+
+    @property
+    def shared(self) -> bool:
+        """Whether replicas share this database (PostgreSQL): then rate limits and review sign-ins live here too;
+        else each process keeps its own."""
+        return self.url.get_backend_name() == "postgresql"
+
+    def admit(self, checks: Sequence[tuple[str, int]]) -> float:
+        """For each (key, messages a minute; 0 is no limit): seconds to wait if any key has had that many in the
+        last minute; otherwise 0, and the message counts against every key. Blocking (call it from a worker
+        thread); Unreadable when the database cannot be reached."""
+        checks = sorted((key, limit) for key, limit in checks if limit)  # locked in one order: no deadlock
+        at = now()
+        since = at - timedelta(seconds=RateLimiter.WINDOW)
+        wait = 0.0
+        with _reading(self.url), self.engine.begin() as connection:
+            for key, limit in checks:  # two replicas admitting the same key's message take turns
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+                connection.execute(sends.delete().where((sends.c.key == key) & (sends.c.at < since)))
+                times = connection.execute(sa.select(sends.c.at).where(sends.c.key == key).order_by(sends.c.at))
+                recent = list(times.scalars())
+                if len(recent) >= limit:
+                    wait = max(wait, RateLimiter.WINDOW - (at - recent[0]).total_seconds())
+            if not wait and checks:
+                connection.execute(sends.insert(), [{"key": key, "at": at} for key, _ in checks])
+        return wait
 
     # -- reads (blocking: call them from a worker thread) ------------------------
     def models(self) -> list[str]:

@@ -195,3 +195,17 @@ class Chat:
 
     def close(self) -> None:
         self.context.close()
+
+
+def cut_reply_retried(tab: Chat, server, asked: list[str], partial: str) -> None:
+    """A reply cut when its app process died: the page shows its partial text (starting with `partial`) and why,
+    and Retry asks again, sending the provider `asked` (the conversation up to the cut reply's question)."""
+    from testkit.fake_openai import Reply
+
+    cut = tab.bots.last
+    expect(cut).to_contain_text("The app restarted before this reply finished. Press retry to try again.")
+    assert cut.inner_text().startswith(partial)  # the partial text, as saved
+    server.default = Reply()
+    tab.page.get_by_role("button", name="Retry").click()
+    expect(tab.bots.last).to_have_text(f"Echo: {asked[-1]}")
+    assert [m["content"] for m in server.chat_requests[-1].body["messages"][1:]] == asked

@@ -56,6 +56,21 @@ def launched_with_tools(settings, hub, store=None) -> Iterator[str]:
         hub.close()
 
 
+def emptied(url: str) -> str:
+    """The PostgreSQL database with no table left (the test session's server is shared): each test starts afresh."""
+    import sqlalchemy as sa
+
+    from storage.logs import database_url
+
+    engine = sa.create_engine(database_url(url))
+    with engine.begin() as connection:
+        found = sa.MetaData()
+        found.reflect(connection)
+        found.drop_all(connection)
+    engine.dispose()
+    return url
+
+
 def logged_turns(store, timeout: float = 10.0) -> list[dict]:
     """The log's turns once its writer has written one (a turn is logged after its reply ends), or none."""
     deadline = time.monotonic() + timeout

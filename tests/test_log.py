@@ -38,9 +38,17 @@ from storage.recorder import Recorder
 from testkit.cutting_proxy import CuttingProxy
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
-from testkit.support import SENTINEL_KEY, ask, launched, logged_turns, remote_settings, submit
+from testkit.support import SENTINEL_KEY, ask, emptied, launched, logged_turns, remote_settings, submit
 
-TABLES = {"alembic_version", "chat_turns", "chat_votes", "chat_conversations"}
+TABLES = {
+    "alembic_version",
+    "chat_turns",
+    "chat_votes",
+    "chat_conversations",
+    "chat_replicas",
+    "chat_sends",
+    "chat_signins",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,17 +56,6 @@ def log_target(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "chats.db")
     return emptied(request.getfixturevalue("postgres_url"))
-
-
-def emptied(url: str) -> str:
-    """The PostgreSQL database with no table left (the session's server is shared): each test starts afresh."""
-    engine = sa.create_engine(database_url(url))
-    with engine.begin() as connection:
-        found = sa.MetaData()
-        found.reflect(connection)
-        found.drop_all(connection)
-    engine.dispose()
-    return url
 
 
 @pytest.fixture
@@ -731,3 +728,59 @@ def test_conversations_that_cannot_be_read_are_one_sentence_and_a_reply_streams(
             asyncio.run(scenario(store, cut, restore))
         finally:
             store.close()
+
+
+def test_rate_limits_hold_across_replicas_on_one_postgresql(fake_server: FakeOpenAI, postgres_url: str):
+    """Two apps on one PostgreSQL store (two replicas) count each address's messages together."""
+    url = database_url(emptied(postgres_url))
+    stores = [LogStore(url, replica=f"replica-{n}").open() for n in (1, 2)]
+    try:
+        settings = remote_settings(fake_server, rate_limit_session=2, rate_limit_ip=3)
+        with launched(settings, store=stores[0]) as one, launched(settings, store=stores[1]) as two:
+            first, second = Client(one, verbose=False), Client(two, verbose=False)
+            assert ask(first, "one") == "Echo: one"
+            assert ask(second, "two") == "Echo: two"
+            assert ask(first, "three") == "Echo: three"
+            assert "faster than this demo allows" in ask(second, "four")  # the address's 4th, on either replica
+            assert "faster than this demo allows" in ask(first, "five")  # and its session's 3rd (2 a minute)
+        assert [r.body["messages"][-1]["content"] for r in fake_server.chat_requests] == ["one", "two", "three"]
+        assert all(store.shared for store in stores)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_replica_marks_interrupted_only_its_own_last_run_and_silent_replicas_replies(
+    log_target: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A replica starting again interrupts what it was streaming; another replica's streaming reply stays
+    streaming while that replica beats, and is interrupted once it has been silent for SILENT seconds."""
+    beat, silent = 0.3, 1.5  # the app's 2 s and 6 s, shorter
+    monkeypatch.setattr("storage.logs.HEARTBEAT", beat)
+    monkeypatch.setattr("storage.logs.SILENT", silent)
+    streaming = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w0"}]
+    one = LogStore(database_url(log_target), replica="one").open()
+    two = LogStore(database_url(log_target), replica="two").open()
+    try:
+        one.save_conversation(conversation("ada", 0, streaming, status="streaming"))
+        two.save_conversation(conversation("ada", 1, streaming, status="streaming"))
+        one.flush()
+        two.flush()
+        again = LogStore(database_url(log_target), replica="one").open()  # "one" restarted (beside itself)
+        again.flush()
+        assert stored_status(log_target)["c-ada-0"][0] == "interrupted"  # its last run's
+        assert stored_status(log_target)["c-ada-1"][0] == "streaming"  # "two" is alive
+        again.close()
+        one.close()
+        time.sleep(silent + beat * 2)  # "two" still beats
+        assert stored_status(log_target)["c-ada-1"][0] == "streaming"
+    finally:
+        two.close()  # now "two" falls silent: another replica interrupts its reply
+    watcher = LogStore(database_url(log_target), replica="three").open()
+    try:
+        deadline = time.monotonic() + silent + beat * 10
+        while stored_status(log_target)["c-ada-1"][0] != "interrupted" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stored_status(log_target)["c-ada-1"][0] == "interrupted"
+    finally:
+        watcher.close()

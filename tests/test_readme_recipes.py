@@ -22,7 +22,7 @@ from chat.service import LISTED, OPENED, SAVE_EVERY, TITLE_CHARS, UNREACHABLE
 from config import ConfigError, load_settings
 from providers.base import ChatBackend
 from providers.registry import BACKENDS, backend_class, provider_names
-from storage.logs import newest_schema
+from storage.logs import HEARTBEAT, SILENT, newest_schema
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.processes import ROOT, base_env, free_port, spawn, wait_until_serving
 from testkit.support import answer_text, launched, message
@@ -266,5 +266,7 @@ def test_the_readmes_figures_for_kept_conversations_are_the_apps():
         f"its first message's first {TITLE_CHARS} characters",
         f"saved every {SAVE_EVERY:g} s as it streams",
         f'the sidebar says "{UNREACHABLE}"',
+        f"partial text (saved every {SAVE_EVERY:g} s) and Retry, once that replica has been silent for {SILENT:g} s",
+        f"Each replica says it is alive every {HEARTBEAT:g} s in the database",
     ):
         assert phrase in readme, phrase

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from gradio_client import Client
 
 from pages.review import LOCKED
-from pages.signin import COOKIE, FREE_FAILURES, LIFETIME_SECONDS, WRONG, SignIns
-from storage.logs import LogStore, database_url
+from pages.signin import COOKIE, FREE_FAILURES, LIFETIME_SECONDS, WRONG, SignIns, hashed
+from storage.logs import LogStore, database_url, signins
 from testkit.fake_openai import FakeOpenAI
-from testkit.support import ask, launched, remote_settings
+from testkit.support import ask, emptied, launched, remote_settings
 
 LOGIN = ("lead", "pw-review-7")
 
@@ -132,3 +133,25 @@ def test_a_chat_export_is_private_and_deleted_soon(tmp_path: Path):
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not folder.exists()
+
+
+def test_replicas_on_one_postgresql_share_sign_ins_and_sign_outs(postgres_url: str):
+    """Two replicas' SignIns on one PostgreSQL store: a reviewer signed in on one is signed in on the other, a
+    sign-out on either holds on both, and the database keeps a hash of the token, not the token."""
+    url = database_url(emptied(postgres_url))
+    one, two = (LogStore(url, replica=name).open() for name in ("one", "two"))
+    try:
+        here, there = SignIns([LOGIN], shared=one), SignIns([LOGIN], shared=two)
+        token = here.attempt("192.0.2.1", *LOGIN).token
+        assert here.valid(token) and there.valid(token)
+        assert not there.valid(token[:-1] + "x")
+        there.sign_out(token)
+        assert not there.valid(token) and not here.valid(token)
+        another = here.attempt("192.0.2.1", *LOGIN).token
+        one.flush()
+        with one.engine.connect() as connection:
+            kept = list(connection.execute(sa.select(signins.c.token)).scalars())
+        assert kept == [hashed(another)] and another not in kept
+    finally:
+        one.close()
+        two.close()

@@ -1,0 +1,129 @@
+"""Replicas behind nginx on one PostgreSQL, started by deploy/replicas.py as the README runs it: a visitor stays on
+one replica; when it dies mid-reply, their next page load is served by another, with the conversation intact
+and the cut reply shown as interrupted. In Debian's chromium through Playwright; nginx is Debian's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from storage.logs import SILENT, conversations, database_url
+from testkit.browser import Chat, browser, cut_reply_retried, expect  # noqa: F401 - fixtures used here
+from testkit.fake_openai import FakeOpenAI, Reply
+from testkit.processes import ROOT, base_env, free_port
+from testkit.support import SENTINEL_KEY, emptied, missing
+
+STARTED = re.compile(r"Replica on 127\.0\.0\.1:(\d+) started \(pid (\d+)\)")
+LONG = "Hello there! " + " ".join(f"word{i}" for i in range(200))  # 10 s
+
+
+@dataclass
+class Replicas:
+    """deploy/replicas.py running: nginx's URL, its folder (config and logs), and each replica's pid by port."""
+
+    url: str
+    folder: Path
+    output: list[str] = field(default_factory=list)
+
+    def pids(self) -> dict[int, int]:
+        """The latest pid of each replica, by its port."""
+        return {int(port): int(pid) for line in self.output for port, pid in STARTED.findall(line)}
+
+    def serving(self, request: str) -> int:
+        """The port of the replica that served the last request starting with `request` (nginx's access log)."""
+        lines = [line for line in (self.folder / "access.log").read_text().splitlines() if f'"{request}' in line]
+        return int(lines[-1].rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def replicas_running(store: str, fake_server: FakeOpenAI, folder: Path, count: int = 2) -> Iterator[Replicas]:
+    if shutil.which("nginx", path=f"{os.environ['PATH']}:/usr/sbin") is None:
+        missing("no nginx: `apt-get install -y nginx` (tests/install.sh does) to run the replica tests")
+    port = free_port(following=count)  # the replicas take the ports after nginx's
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    command = [sys.executable, "deploy/replicas.py", "--replicas", str(count), "--port", str(port)]
+    command += ["--store", store, "--folder", str(folder), "--model", "fake-model", "--timeout", "2"]
+    supervisor = subprocess.Popen(
+        command, cwd=ROOT, env=env | {"PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    running = Replicas(f"http://127.0.0.1:{port}/", folder)
+    reader = threading.Thread(target=lambda: running.output.extend(supervisor.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any(line.startswith("Serving") for line in running.output):
+            assert time.monotonic() < deadline and supervisor.poll() is None, "".join(running.output)
+            time.sleep(0.2)
+        yield running
+    finally:
+        supervisor.send_signal(signal.SIGTERM)  # it ends nginx and the replicas it started
+        try:
+            supervisor.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+        reader.join(timeout=5)
+        for pid in running.pids().values():  # none should be left; if one is, it ends here, by its id
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        print("".join(running.output))
+
+
+def status_of(store: str, question: str) -> str | None:
+    """The stored status of the conversation whose title is `question`."""
+    engine = sa.create_engine(database_url(store))
+    try:
+        with engine.connect() as connection:
+            query = sa.select(conversations.c.status).where(conversations.c.title == question)
+            return connection.execute(query).scalar()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.timeout(240)
+def test_a_replica_killed_mid_reply_leaves_its_visitor_to_another_with_the_conversation_and_the_cut_reply(
+    browser, fake_server: FakeOpenAI, postgres_url: str, tmp_path: Path
+):
+    store = emptied(postgres_url)
+    fake_server.reset()
+    with replicas_running(store, fake_server, tmp_path / "nginx") as replicas:
+        tab = Chat(browser, replicas.url, watch_requests=False)
+        try:
+            tab.send("first")
+            expect(tab.bots.last).to_have_text("Echo: first")
+            tab.wait_for_reply()
+            fake_server.default = Reply(text=LONG, delay=0.05)
+            tab.send("second, cut")
+            expect(tab.bots.last).to_contain_text("word60")  # 3 s in: past a save (every 2 s), 7 s before the end
+            serving = replicas.serving("POST /gradio_api/queue/join")
+            other = next(port for port in replicas.pids() if port != serving)
+            os.kill(replicas.pids()[serving], signal.SIGKILL)  # the replica dies mid-reply
+            killed = time.monotonic()
+
+            tab.page.reload()  # the next page load: the other replica serves it, from the database
+            expect(tab.users).to_have_text(["first", "second, cut"])
+            expect(tab.bots.first).to_have_text("Echo: first")  # no finished turn is lost
+            assert replicas.serving("GET / ") == other
+            # The cut reply is marked interrupted once its replica has been silent for SILENT seconds (or as the
+            # supervisor starts it again under its name): a reload then shows it so.
+            deadline = killed + SILENT + 20
+            while status_of(store, "first") != "interrupted" and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert status_of(store, "first") == "interrupted"
+            tab.page.reload()
+            cut_reply_retried(tab, fake_server, ["first", "Echo: first", "second, cut"], "Hello there! word0 word1")
+        finally:
+            tab.close()
