@@ -27,7 +27,7 @@ NGINX_MISSING = "nginx is not installed: apt-get install nginx (Debian's package
 
 def nginx_conf(listen: str, ports: list[int], folder: Path) -> str:
     """deploy/nginx.conf for these replica ports, with its logs and temporary files in `folder`."""
-    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=10s;" for port in ports)
+    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in ports)
     return CONF.read_text().replace("@LISTEN@", listen).replace("@REPLICAS@", servers).replace("@FOLDER@", str(folder))
 
 

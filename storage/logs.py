@@ -32,6 +32,7 @@ MAX_PENDING = 10_000  # writes kept in memory while the database is down; past i
 RETRY_SECONDS = 5.0  # how often waiting writes are tried again
 HEARTBEAT = 2.0  # seconds between a process's heartbeats in the database
 SILENT = 6.0  # a process not heard from for this long has stopped: its streaming replies are interrupted
+MIGRATION_LOCK = 0x43484154  # PostgreSQL's advisory lock that one migration at a time holds ("CHAT")
 
 metadata = sa.MetaData()  # the tables as the newest migration leaves them (storage/migrations)
 turns = sa.Table(
@@ -184,6 +185,8 @@ def migrate(engine: Engine) -> str | None:
     config = alembic_config()
     known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # replicas starting at once: one migrates, the others then see it done
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         config.attributes["connection"] = connection
         found = MigrationContext.configure(connection).get_current_revision()
         if found is None and sa.inspect(connection).has_table("chat_meta"):

@@ -65,7 +65,7 @@ def replicas_running(store: str, fake_server: FakeOpenAI, folder: Path, count: i
     reader.start()
     try:
         deadline = time.monotonic() + 120
-        while not any(line.startswith("Serving") for line in running.output):
+        while not any("Serving " in line for line in running.output):  # the replicas write to the same pipe
             assert time.monotonic() < deadline and supervisor.poll() is None, "".join(running.output)
             time.sleep(0.2)
         yield running

@@ -784,3 +784,20 @@ def test_a_replica_marks_interrupted_only_its_own_last_run_and_silent_replicas_r
         assert stored_status(log_target)["c-ada-1"][0] == "interrupted"
     finally:
         watcher.close()
+
+
+def test_replicas_opening_a_new_postgresql_database_at_once_migrate_it_once(postgres_url: str):
+    """Replicas start together (deploy/replicas.py): each opens the store, one migrates, none fails."""
+    url = database_url(emptied(postgres_url))
+    stores = [LogStore(url, replica=f"replica-{n}") for n in range(4)]
+    opening = [threading.Thread(target=store.open) for store in stores]
+    for thread in opening:
+        thread.start()
+    for thread in opening:
+        thread.join(timeout=60)
+    try:
+        assert [store.problem for store in stores] == [None] * 4
+        assert tables_and_revision(url) == (TABLES, newest_schema())
+    finally:
+        for store in stores:
+            store.close()

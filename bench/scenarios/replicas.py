@@ -34,9 +34,10 @@ def deployed(count: int, store: str, env: dict[str, str], most: int) -> Iterator
     port = free_port(following=count)
     flags = ["--concurrency", str(most), "--queue-size", str(2 * most)]
     args = ["deploy/replicas.py", "--replicas", str(count), "--port", str(port), "--store", store, *flags]
-    with process(args, port, env) as supervisor:
-        ports = [port + n for n in range(1, count + 1)]
-        for replica in ports:  # nginx answers as soon as it runs; each replica, once it serves
+    ports = [port + n for n in range(1, count + 1)]
+    # Waited for at the replicas, not through nginx, which would answer 502 meanwhile.
+    with process(args, ports[0], env) as supervisor:
+        for replica in ports:
             process_ready(replica)
         pids = replica_pids(supervisor.pid)
         assert len(pids) == count, pids
