@@ -504,7 +504,7 @@ class ChatService:
         if caller.owner is None or self.store is None:
             return []
         rows = await self._stored(self.store.owned, caller.owner, count)
-        return [{**row, "id": row.pop("chat_id")} for row in rows]
+        return [{"id": row["chat_id"], **{key: row[key] for key in ("title", "updated", "status")}} for row in rows]
 
     async def chat(self, caller: Caller, conversation: str) -> tuple[list[dict], dict[str, Exchange]] | None:
         """A kept chat's messages, for its client to show again (a reply still running is left out: the client

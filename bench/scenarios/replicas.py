@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from bench.common import OUR_SETTINGS, App, Figure, Report, cpu_seconds, crowd, percentile, process
+from deploy.replicas import serving
 from testkit.processes import free_port
 
 
@@ -37,23 +35,11 @@ def deployed(count: int, store: str, env: dict[str, str], most: int) -> Iterator
     ports = [port + n for n in range(1, count + 1)]
     # Waited for at the replicas, not through nginx, which would answer 502 meanwhile.
     with process(args, ports[0], env) as supervisor:
-        for replica in ports:
-            process_ready(replica)
+        if not all(serving(replica) for replica in ports):
+            raise RuntimeError("a replica did not start")
         pids = replica_pids(supervisor.pid)
         assert len(pids) == count, pids
         yield App(f"http://127.0.0.1:{port}/", pid=supervisor.pid, settings=OUR_SETTINGS), ports, pids
-
-
-def process_ready(port: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/config", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the replica on port {port} did not start")
 
 
 def measured(app: App, pids: list[int], level: int, tokens: int, runs: int) -> dict[str, Figure]:
