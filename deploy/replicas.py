@@ -38,9 +38,10 @@ def start_replica(port: int, store: str, app_flags: list[str]) -> subprocess.Pop
     return replica
 
 
-def serving(port: int, timeout: float = 120.0) -> bool:
+def serving(port: int, timeout: float = 120.0, process: subprocess.Popen | None = None) -> bool:
+    """Whether the app on `port` answers within `timeout` s; False at once if `process` (the app) has exited."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2):
                 return True
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log")]
     proxy = subprocess.Popen([*command, "-g", "daemon off;"], stdin=subprocess.DEVNULL)
     try:
-        if not all(serving(port) for port in ports):
+        if not all(serving(port, process=replicas[port]) for port in ports) or stopping:
             print("A replica did not start: its output above says why.", file=sys.stderr)
             return 1
         print(f"Serving {len(ports)} replicas behind nginx at http://{args.host}:{args.port}/", flush=True)

@@ -1,6 +1,7 @@
-"""Replicas behind nginx on one PostgreSQL, started by deploy/replicas.py as the README runs it: a visitor stays on
-one replica; when it dies mid-reply, their next page load is served by another, with the conversation intact
-and the cut reply shown as interrupted. In Debian's chromium through Playwright; nginx is Debian's."""
+"""Replicas behind nginx on one database, started by deploy/replicas.py as the README runs it: a visitor stays on
+one replica (a browser, and gradio_client, which keeps no cookie); when it dies mid-reply, their next page load
+is served by another, with the conversation intact and the cut reply shown as interrupted. In Debian's chromium
+through Playwright; nginx is Debian's."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from storage.logs import SILENT, conversations, database_url
 from testkit.browser import Chat, browser, cut_reply_retried, expect  # noqa: F401 - fixtures used here
 from testkit.fake_openai import FakeOpenAI, Reply
 from testkit.processes import ROOT, base_env, free_port
-from testkit.support import SENTINEL_KEY, emptied, missing
+from testkit.support import SENTINEL_KEY, ask, emptied, missing
 
 STARTED = re.compile(r"Replica on 127\.0\.0\.1:(\d+) started \(pid (\d+)\)")
 LONG = "Hello there! " + " ".join(f"word{i}" for i in range(200))  # 10 s
@@ -127,3 +128,41 @@ def test_a_replica_killed_mid_reply_leaves_its_visitor_to_another_with_the_conve
             cut_reply_retried(tab, fake_server, ["first", "Echo: first", "second, cut"], "Hello there! word0 word1")
         finally:
             tab.close()
+
+
+@pytest.mark.timeout(180)
+def test_gradio_client_through_nginx_keeps_each_call_and_its_conversation_on_one_replica(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    """gradio_client sends no owner cookie: its queue/join and queue/data still reach one replica (an empty
+    routing key would be round robin between them: "session not found", a call that never ends)."""
+    from gradio_client import Client
+
+    with replicas_running(str(tmp_path / "chats.db"), fake_server, tmp_path / "nginx") as replicas:
+        for visitor in range(4):
+            client = Client(replicas.url, verbose=False)
+            assert ask(client, f"first {visitor}") == f"Echo: first {visitor}"
+            assert ask(client, f"second {visitor}") == f"Echo: second {visitor}"
+            sent = [m["content"] for m in fake_server.chat_requests[-1].body["messages"] if m["role"] != "system"]
+            assert sent == [f"first {visitor}", f"Echo: first {visitor}", f"second {visitor}"]  # its history too
+        log = (replicas.folder / "access.log").read_text().splitlines()
+        calls = [line for line in log if "/gradio_api/queue/" in line]
+        assert len(calls) >= 16 and len({line.rsplit("upstream=", 1)[1] for line in calls}) == 1
+
+
+@pytest.mark.timeout(120)
+def test_replicas_that_cannot_start_end_the_command_with_their_reason(tmp_path: Path):
+    """A replica that exits at start (here a flag it refuses) ends deploy/replicas.py at once, with the replica's
+    own sentence and nginx stopped, rather than a wait for it to answer."""
+    if shutil.which("nginx", path=f"{os.environ['PATH']}:/usr/sbin") is None:
+        missing("no nginx: `apt-get install -y nginx` (tests/install.sh does) to run the replica tests")
+    port = free_port(following=2)
+    command = [sys.executable, "deploy/replicas.py", "--replicas", "2", "--port", str(port)]
+    command += ["--store", "sqlite:///chats.db", "--folder", str(tmp_path / "nginx")]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, env=base_env(port), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=90)  # fmt: skip
+    assert done.returncode == 1
+    assert "not a sqlite:// URL" in done.stderr and "A replica did not start" in done.stderr
+    assert time.monotonic() - started < 60  # it waited for no replica that had exited
+    assert not (tmp_path / "nginx" / "nginx.pid").exists()  # nginx removes its pid file as it stops
