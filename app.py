@@ -9,6 +9,7 @@ provider, or an embedded local model when none is configured.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -34,13 +35,14 @@ from core.turn import Turn
 from pages import mcp_endpoint
 from pages.api_chat import PATH as API_CHAT
 from pages.api_chat import api_chat_routes
-from pages.compare import add_compare_page
+from pages.compare import compare_page
 from pages.csp import ContentSecurityPolicy, policy
 from pages.exports import private_folder
+from pages.mounted import Page, mounted
 from pages.owners import OwnerCookie, hf_account, owner
 from pages.proxies import client_address
 from pages.refusals import refuse
-from pages.review import add_review_page
+from pages.review import review_page
 from pages.signin import SignIns
 from providers.registry import create_backend
 from storage.logs import LogStore, database_url, export_jsonl, export_votes, votes_path, where
@@ -323,7 +325,10 @@ def build_app(
         if hub is not None:
             gr.Markdown(tools_line(backend.accepts_tools, hub))
         if workbench:
-            gr.Markdown("Conversations on this demo are recorded, with your ratings, for the team that runs it.")
+            gr.Markdown(
+                "Conversations on this demo are recorded, with your ratings, for the team that runs it. "
+                "Workbench: [Review](review/) · [Compare](compare/)"
+            )
         # Built here, placed below the comment box (render() further down), so that a rating's comment box
         # opens right under the chat rather than under Model settings. ChatInterface renders no accordion
         # of its own for inputs that are rendered already.
@@ -421,15 +426,17 @@ def build_app(
             [chat_ui.chatbot, chat_ui.chatbot_state, *settings_inputs, model_picker],
             api_name="import_chat",
         )
-    # Routes serve() adds: /api/chat for the AI SDK's useChat, and the review page's sign-in and exports.
+    # Routes serve() adds: /api/chat for the AI SDK's useChat; and the workbench pages, apps of their own.
     demo.extra_routes = api_chat_routes(service, settings.forwarded_allow_ips, settings.cors_origins, settings.auth)
-    if workbench:  # the workbench pages
-        demo.extra_routes += add_review_page(
-            demo, store, SignIns(settings.review_auth, shared=store), settings.forwarded_allow_ips
-        )
+    demo.workbench = {}
+    if workbench:
+        signins = SignIns(settings.review_auth, shared=store)
+        review, review_routes = review_page(store, signins, settings.forwarded_allow_ips)
         limit = backend.max_concurrency or settings.concurrency
-        add_compare_page(demo, choices, settings.system_prompt, compare_stream, record_vote, limit)
-    demo.workbench_on = workbench  # serve() answers the pages' addresses when it is off
+        demo.workbench = {
+            "/review": Page(review, review_routes),
+            "/compare": Page(compare_page(choices, settings.system_prompt, compare_stream, record_vote, limit)),
+        }
     if settings.mcp_server:  # serve() mounts it at /mcp/
         demo.mcp_lifespan = mcp_endpoint.lifespan(
             mcp_endpoint.chat_server(service.answer, VERSION), settings.host, settings.auth
@@ -442,33 +449,43 @@ def build_app(
 
 def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     """demo.launch(**options), returning at once (block with demo.block_thread()), with room for
-    --concurrency replies streaming at once, the Content-Security-Policy on every response, the MCP
-    endpoint if --mcp-server, and a sentence at the workbench pages' addresses when they are off."""
-    options["prevent_thread_lock"] = True  # the review's and the off pages' routes are added once the app exists
-    # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
-    # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
-    # pre/postprocess each update. Room for every stream, plus the page's other events.
+    --concurrency replies streaming at once, the Content-Security-Policy on every response, the workbench
+    pages mounted beside the chat (or a sentence at their addresses when they are off), and the MCP
+    endpoint if --mcp-server."""
+    options["prevent_thread_lock"] = True
+    max_file_size = f"{settings.max_upload_mb}mb"  # Gradio refuses a larger upload as it arrives
+    pages: dict[str, Page] = getattr(demo, "workbench", {})
+    mcp_lifespan = getattr(demo, "mcp_lifespan", None)  # --mcp-server
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app) -> AsyncIterator[None]:
+        """As the server starts (Gradio's app exists, its event loop runs): the routes and pages beside the chat."""
+        for path, endpoint, methods in getattr(demo, "extra_routes", ()):
+            app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
+        if not pages:  # a sentence at the pages' addresses, not a bare Not Found
+            for path in WORKBENCH_PAGES:
+                title = path.strip("/").title()
+                page = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{WORKBENCH_OFF}</p>"
+                app.add_api_route(path, lambda page=page: HTMLResponse(page, 404), include_in_schema=False)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(mounted(app, pages, max_file_size))
+            if mcp_lifespan is not None:
+                await stack.enter_async_context(mcp_lifespan(app))
+            yield
+
     app_kwargs: dict = {
         "middleware": [
             Middleware(ContentSecurityPolicy, value=policy(settings.frame_ancestors)),
             Middleware(OwnerCookie, api=(API_CHAT,)),
-        ]
+        ],
+        "lifespan": lifespan,
     }
-    if lifespan := getattr(demo, "mcp_lifespan", None):  # --mcp-server
-        app_kwargs["lifespan"] = lifespan
+    # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
+    # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
+    # pre/postprocess each update. Room for every stream, plus the page's other events.
     app, url, share_url = demo.launch(
-        max_threads=max(40, settings.concurrency + 16),
-        max_file_size=f"{settings.max_upload_mb}mb",  # Gradio refuses a larger upload as it arrives
-        app_kwargs=app_kwargs,
-        **options,
+        max_threads=max(40, settings.concurrency + 16), max_file_size=max_file_size, app_kwargs=app_kwargs, **options
     )
-    for path, endpoint, methods in getattr(demo, "extra_routes", ()):
-        app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
-    if not getattr(demo, "workbench_on", True):  # a sentence at the pages' addresses, not a bare Not Found
-        for path in WORKBENCH_PAGES:
-            title = path.strip("/").title()
-            page = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{WORKBENCH_OFF}</p>"
-            app.add_api_route(path, lambda page=page: HTMLResponse(page, 404), include_in_schema=False)
     return app, url, share_url
 
 

@@ -32,10 +32,10 @@ def last_exchange(history: list[dict]) -> tuple[str, str]:
     return text_of(history[users[-1]].get("content")), answer
 
 
-def add_compare_page(
-    demo: gr.Blocks, models: Sequence[str], system_prompt: str, stream: Stream, record_vote: Vote, concurrency: int
-) -> None:
-    """Add /compare to `demo`: one event streams both sides (up to `concurrency` such events at once)."""
+def compare_page(
+    models: Sequence[str], system_prompt: str, stream: Stream, record_vote: Vote, concurrency: int
+) -> gr.Blocks:
+    """The compare page, an app of its own: one event streams both sides (up to `concurrency` such events at once)."""
     stops: dict[str, dict[str, asyncio.Event]] = {}  # by session: each side's Stop
 
     async def both(
@@ -136,8 +136,9 @@ def add_compare_page(
         record_vote(message_a, side_a, side_b, VOTES[choice], request.session_hash or "")
         gr.Info(f"Vote recorded: {choice}.")
 
-    with demo.route("Compare", "/compare"):
+    with gr.Blocks(title="Compare", analytics_enabled=False) as page:
         gr.Markdown("<h1 style='text-align: center'>Compare</h1>")
+        gr.Markdown("[← Chat](../)")  # the chat is at the page's parent
         gr.Markdown(
             "One message goes to both sides at once. Pick two models, or one model with two settings. "
             "A backend that serves one reply at a time (`--local-slots 1`, or a server with one slot) "
@@ -168,3 +169,4 @@ def add_compare_page(
             stop.click(stopper(name), None, None, queue=False, api_name=f"stop_{name}")
         for button, name in zip(buttons, VOTES.values(), strict=True):
             button.click(vote, [button, *chatbots, *settings], None, api_name=f"vote_{name}")
+    return page

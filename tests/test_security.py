@@ -55,13 +55,18 @@ def test_the_key_is_in_no_page_api_answer_error_or_log(fake_server: FakeOpenAI):
     assert [text for text in seen if SENTINEL_KEY in text] == []
 
 
-def test_login_is_required_when_auth_is_set(fake_server: FakeOpenAI):
+def test_login_is_required_when_auth_is_set(fake_server: FakeOpenAI, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url,
-                            "CHAT_MODEL": "fake-model", "CHAT_AUTH": "alice:wonderland-42"}  # fmt: skip
+                            "CHAT_MODEL": "fake-model", "CHAT_AUTH": "alice:wonderland-42",
+                            "CHAT_LOG_DB": str(tmp_path / "log.db")}  # fmt: skip
     with running_app(env) as logs:
         assert httpx.get(url + "config", timeout=10).status_code == 401
+        # The workbench pages are apps of their own, behind the same login: the chat's opens them.
+        assert httpx.get(url + "compare/config", timeout=10).status_code == 401
+        signed_in = httpx.post(url + "login", data={"username": "alice", "password": "wonderland-42"}, timeout=10)
+        assert httpx.get(url + "compare/config", cookies=signed_in.cookies, timeout=10).status_code == 200
         with pytest.raises(AuthenticationError, match="credentials were not provided"):
             Client(url, verbose=False)
         with pytest.raises(ValueError, match="Could not login"):  # Gradio refuses the wrong password

@@ -1,0 +1,42 @@
+"""Pages served as Gradio apps of their own beside the chat (the workbench's): a chat session carries only the chat."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import gradio as gr
+from starlette.routing import Mount
+
+Route = tuple[str, Callable, list[str]]  # path, endpoint, methods
+
+
+@dataclass
+class Page:
+    """A page's app, and the plain routes under its path (a sign-in, an export)."""
+
+    blocks: gr.Blocks
+    routes: list[Route] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def mounted(app, pages: dict[str, Page], max_file_size: str) -> AsyncIterator[None]:
+    """Mount each page on the running chat `app` (Gradio's) at its path and start its queue, for the block.
+    Inside the server's lifespan: a mounted app's queue starts on the server's event loop, and Gradio's
+    own mount starts it only for an app not yet running. One login (--auth) holds on every page."""
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for path, page in pages.items():
+                gr.mount_gradio_app(app, page.blocks, path, max_file_size=max_file_size, ssr_mode=False)
+                sub = next(r.app for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == path)
+                sub.auth, sub.tokens, sub.cookie_id = app.auth, app.tokens, app.cookie_id
+                for route, endpoint, methods in page.routes:
+                    sub.add_api_route(route, endpoint, methods=methods, include_in_schema=False)
+                await stack.enter_async_context(sub.router.lifespan_context(sub))
+                page.blocks.run_startup_events()
+                await page.blocks.run_extra_startup_events()
+            yield
+    finally:
+        for page in pages.values():
+            page.blocks.close(verbose=False)
