@@ -57,6 +57,24 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB; Python {platform.python_version()}; {versions}"
 
 
+SCENARIOS = (  # what --only picks from; all by default
+    "relay",
+    "users",
+    "stop",
+    "memory",
+    "browser",
+    "model",
+    "capacity",
+    "tools",
+    "logging",
+    "resume",
+    "store",
+    "conversations",
+    "tracing",
+    "replicas",
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -64,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--only",
-        default="relay,users,stop,memory,browser,model,capacity,tools,logging,resume,store,conversations,tracing,"
-        "replicas",
+        default=",".join(SCENARIOS),
         help="comma-separated scenarios to run (default: all)",
     )
     args = parser.parse_args(argv)

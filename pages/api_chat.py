@@ -386,6 +386,9 @@ def api_chat_routes(
     def refused(sentence: str, status: int = 400) -> Response:
         return PlainTextResponse(sentence, status)  # the transport shows the body as the error's message
 
+    def session_of(whose: str | None) -> str:
+        return f"api:{whose or 'anyone'}:"
+
     def who(request: Request) -> Caller | Response:
         """The caller, with the session their chats' ids go under (the login's, else the owner cookie's, else
         anyone's: then the chat id alone is the way to it); or the refusal: no login, an origin not allowed."""
@@ -399,7 +402,7 @@ def api_chat_routes(
         address = client_address(peer, request.headers.get("x-forwarded-for", ""), proxies)
         whose = owner(request.headers.get("cookie", ""), user, hf_account(request.scope))
         # Kept for an owner (a login, the owner cookie); anyone else's chat is theirs by its id alone, until it ends.
-        return Caller(f"api:{whose or 'anyone'}:", address, returns=True, owner=f"api:{whose}" if whose else None)
+        return Caller(session_of(whose), address, returns=True, owner=f"api:{whose}" if whose else None)
 
     def of_chat(caller: Caller, chat_id: str) -> Caller:
         return replace(caller, session=caller.session + chat_id)  # its reply, approvals and ratings
@@ -408,6 +411,16 @@ def api_chat_routes(
         """For the routes under a chat's id: its caller, or the refusal."""
         caller = who(request)
         return caller if isinstance(caller, Response) else of_chat(caller, request.path_params["chat_id"])
+
+    def running(request: Request, caller: Caller) -> tuple[Caller, Run | None]:
+        """The chat's latest reply and whose it is: the caller's, else one started under the chat's id by anyone
+        (a client whose reply began before it had the owner cookie, which its first GET here then gave it)."""
+        run = service.latest(caller, service.named(caller))
+        if run is None and caller.owner is not None:
+            anyone = replace(caller, session=session_of(None) + request.path_params["chat_id"], owner=None)
+            if (started := service.latest(anyone, service.named(anyone))) is not None:
+                return anyone, started
+        return caller, run
 
     async def post(request: Request) -> Response:
         caller = who(request)
@@ -447,7 +460,7 @@ def api_chat_routes(
         caller = chat_caller(request)
         if isinstance(caller, Response):
             return caller
-        run = service.latest(caller, service.named(caller))
+        caller, run = running(request, caller)
         if run is None or not run.running:
             return Response(status_code=204)
         stream = ui_stream(run, service.follow(run, caller))
@@ -458,7 +471,7 @@ def api_chat_routes(
         caller = chat_caller(request)
         if isinstance(caller, Response):
             return caller
-        if run := service.latest(caller, service.named(caller)):
+        if run := running(request, caller)[1]:
             await run.stopped_now()
         return Response(status_code=204)
 

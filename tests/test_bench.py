@@ -30,3 +30,9 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_results(tmp_path):
     assert re.search(r"Overhead = .*\*\*ours -?\d+\.\d\d\*\*", text)  # one quick run may even come out negative
     assert re.search(r"is \d+\.\d% of the app's CPU samples \(\d+ of \d+\)", text)  # the store's profile was taken
     assert re.search(r"Machine: .+ 2 cores|Machine: .+ \d+ cores", text)
+
+
+def test_the_readme_names_every_scenario_the_benchmark_runs():
+    from bench.run import SCENARIOS
+
+    assert f"`--only {','.join(SCENARIOS)}` picks scenarios" in (ROOT / "README.md").read_text()

@@ -5,6 +5,7 @@ provider is sent."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -499,6 +500,27 @@ def test_a_browser_is_an_owner_by_the_cookie_an_api_read_sets_and_a_caller_witho
             assert shown(browser.get("api/chat/mine").json())[0] == ("user", "Kept for me")
         assert httpx.get(url + "api/chats").json() == []  # a caller without the cookie
         assert httpx.get(url + "api/chat/mine").status_code == 404
+
+
+def test_a_reply_begun_before_the_client_had_its_owner_cookie_still_resumes_and_stops_with_it(
+    fake_server: FakeOpenAI, tmp_path: Path
+):
+    """A client's first reply starts without the owner cookie; its first resume GET sets one. Its next resume
+    and its Stop carry that cookie and still reach the reply (they found nothing: a 204, the reply lost)."""
+    with kept_app(fake_server, tmp_path) as (url, _), httpx.Client(base_url=url, timeout=30) as client:
+        fake_server.default = Reply(text=" ".join(f"word{i}" for i in range(200)), delay=0.05)  # 10 s
+        body = {"id": "early", "messages": [user("Talk slowly")]}
+        with client.stream("POST", "api/chat", json=body) as reply:
+            next(reply.iter_lines())  # then the connection drops (a reload)
+        with client.stream("GET", "api/chat/early/stream") as resumed:
+            assert resumed.status_code == 200 and "chat_owner" in client.cookies  # now it has the cookie
+            next(resumed.iter_lines())
+        with client.stream("GET", "api/chat/early/stream") as again:  # with the cookie
+            assert again.status_code == 200
+            assert any('"text-delta"' in line for line in itertools.islice(again.iter_lines(), 20))
+        assert client.post("api/chat/early/stop").status_code == 204
+        assert fake_server.wait_for(lambda: fake_server.closed_early, timeout=2.0)  # its Stop stopped it
+        assert httpx.get(url + "api/chat/early/stream").status_code == 204  # and anyone's resume finds it ended
 
 
 def test_a_chat_opened_mid_reply_leaves_the_reply_to_its_stream_which_resumes_it(
