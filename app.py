@@ -443,8 +443,10 @@ def build_app(
         )
     # A bounded queue: past this many waiting requests, newcomers are told the app is busy. Those waiting
     # see their place once a second: Gradio's default re-sends every place each time a reply starts,
-    # which for a burst of n arrivals is n² messages.
-    return demo.queue(max_size=settings.queue_size, status_update_rate=1)
+    # which for a burst of n arrivals is n² messages. The same for the workbench pages' own queues.
+    for page in (demo, *(page.blocks for page in demo.workbench.values())):
+        page.queue(max_size=settings.queue_size, status_update_rate=1)
+    return demo
 
 
 def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
@@ -454,6 +456,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     endpoint if --mcp-server."""
     options["prevent_thread_lock"] = True
     max_file_size = f"{settings.max_upload_mb}mb"  # Gradio refuses a larger upload as it arrives
+    max_threads = max(40, settings.concurrency + 16)  # see launch() below
     pages: dict[str, Page] = getattr(demo, "workbench", {})
     mcp_lifespan = getattr(demo, "mcp_lifespan", None)  # --mcp-server
 
@@ -468,7 +471,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
                 page = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{WORKBENCH_OFF}</p>"
                 app.add_api_route(path, lambda page=page: HTMLResponse(page, 404), include_in_schema=False)
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(mounted(app, pages, max_file_size))
+            await stack.enter_async_context(mounted(app, pages, max_file_size, max_threads))
             if mcp_lifespan is not None:
                 await stack.enter_async_context(mcp_lifespan(app))
             yield
@@ -484,7 +487,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
     app, url, share_url = demo.launch(
-        max_threads=max(40, settings.concurrency + 16), max_file_size=max_file_size, app_kwargs=app_kwargs, **options
+        max_threads=max_threads, max_file_size=max_file_size, app_kwargs=app_kwargs, **options
     )
     return app, url, share_url
 

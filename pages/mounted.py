@@ -21,10 +21,11 @@ class Page:
 
 
 @contextlib.asynccontextmanager
-async def mounted(app, pages: dict[str, Page], max_file_size: str) -> AsyncIterator[None]:
+async def mounted(app, pages: dict[str, Page], max_file_size: str, max_threads: int) -> AsyncIterator[None]:
     """Mount each page on the running chat `app` (Gradio's) at its path and start its queue, for the block.
     Inside the server's lifespan: a mounted app's queue starts on the server's event loop, and Gradio's
-    own mount starts it only for an app not yet running. One login (--auth) holds on every page."""
+    own mount starts it only for an app not yet running. One login (--auth) holds on every page, and each
+    page's queue has the chat's room for events at once (launch's max_threads, which mounting does not set)."""
     try:
         async with contextlib.AsyncExitStack() as stack:
             for path, page in pages.items():
@@ -34,6 +35,7 @@ async def mounted(app, pages: dict[str, Page], max_file_size: str) -> AsyncItera
                 for route, endpoint, methods in page.routes:
                     sub.add_api_route(route, endpoint, methods=methods, include_in_schema=False)
                 await stack.enter_async_context(sub.router.lifespan_context(sub))
+                page.blocks.max_threads = page.blocks._queue.max_thread_count = max_threads
                 page.blocks.run_startup_events()
                 await page.blocks.run_extra_startup_events()
             yield

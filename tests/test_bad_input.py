@@ -131,3 +131,30 @@ def test_a_full_queue_tells_newcomers_to_try_again(server: FakeOpenAI):
         with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
             turned_away.result()
         assert answer_text(running.result()).startswith("slow") and answer_text(waiting.result()).startswith("slow")
+
+
+def test_the_compare_pages_queue_is_bounded_like_the_chats(server: FakeOpenAI, tmp_path):
+    """/compare is an app of its own: its queue takes --queue-size as the chat's does."""
+    from core.history import text_of
+    from storage.logs import LogStore, database_url
+
+    server.default = Reply(text="slow " * 20, delay=0.1)  # 2 s a side
+    target = str(tmp_path / "log.db")
+    store = LogStore(database_url(target)).open()
+    try:
+        with launched(remote_settings(server, concurrency=1, queue_size=1, log_db=target), store=store) as url:
+            first, second, third = (Client(url + "compare/", verbose=False) for _ in range(3))
+            sides = ("fake-model", "", 0.7, "fake-model", "", 0.7)
+            running = first.submit("hi", [], [], *sides, api_name="/compare")
+            assert server.wait_for(lambda: server.streams_started >= 1)
+            waiting = second.submit("hi", [], [], *sides, api_name="/compare")
+            deadline = time.monotonic() + 5
+            while waiting.status().code != Status.IN_QUEUE:
+                assert time.monotonic() < deadline, waiting.status()
+                time.sleep(0.02)
+            with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
+                third.submit("hi", [], [], *sides, api_name="/compare").result()
+            for job in (running, waiting):  # side B's answer (Gradio gives a Chatbot's text as parts)
+                assert text_of(job.result()[1][-2]["content"]).startswith("slow")
+    finally:
+        store.close()
