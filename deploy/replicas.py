@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     command = [nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log")]
     proxy = subprocess.Popen([*command, "-g", "daemon off;"], stdin=subprocess.DEVNULL)
     try:
-        if not all(serving(port, process=replicas[port]) for port in ports) or stopping:
+        started = all(serving(port, process=replicas[port]) for port in ports)
+        if stopping:  # Ctrl-C while they started
+            return 0
+        if not started:
             print("A replica did not start: its output above says why.", file=sys.stderr)
             return 1
         print(f"Serving {len(ports)} replicas behind nginx at http://{args.host}:{args.port}/", flush=True)

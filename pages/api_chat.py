@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlparse
@@ -25,6 +25,7 @@ from core.history import text_of
 from core.reply import STATS, THINKING
 from core.turn import RUN, SKIP, Exchange, ToolCall, Turn
 from pages.basic_auth import NEEDS_LOGIN, basic_user
+from pages.mounted import Route
 from pages.owners import hf_account, owner
 from pages.proxies import client_address
 
@@ -380,7 +381,7 @@ async def text_stream(turns: AsyncIterator[Turn]) -> AsyncIterator[str]:
 
 def api_chat_routes(
     service: ChatService, proxies: Sequence[Network], cors_origins: Sequence[str], logins: Sequence[tuple[str, str]]
-) -> list[tuple[str, Callable, list[str]]]:
+) -> list[Route]:
     """The /api/chat routes, for serve() to add."""
 
     def refused(sentence: str, status: int = 400) -> Response:
