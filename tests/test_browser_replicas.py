@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from deploy.replicas import serving as replicas_serving
 from storage.logs import SILENT, conversations, database_url
 from testkit.browser import Chat, browser, cut_reply_retried, expect  # noqa: F401 - fixtures used here
 from testkit.fake_openai import FakeOpenAI, Reply
@@ -124,6 +125,10 @@ def test_a_replica_killed_mid_reply_leaves_its_visitor_to_another_with_the_conve
             while status_of(store, "first") != "interrupted" and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert status_of(store, "first") == "interrupted"
+            # The supervisor starts the killed replica again, and the visitor's requests go back to it once it
+            # answers: wait for that, so the page and its Retry are served by one replica (a page loaded just
+            # before its replica returns can have its next event sent to the returning one).
+            assert replicas_serving(serving, timeout=90)
             tab.page.reload()
             cut_reply_retried(tab, fake_server, ["first", "Echo: first", "second, cut"], "Hello there! word0 word1")
         finally:
