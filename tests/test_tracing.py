@@ -66,6 +66,17 @@ def visitor(url: str) -> Client:
     return Client(url, verbose=False, headers={"Cookie": f"{COOKIE}={issue()}"})
 
 
+def settled(receiver: OTLPReceiver, quiet: float = 1.0) -> int:
+    """How many spans have arrived once none has for `quiet` seconds (ten export periods): an earlier test's turn
+    can still be sending its spans when the next test begins, and they must not be taken for the new turn's."""
+    count, since = len(receiver.spans), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        if len(receiver.spans) != count:
+            count, since = len(receiver.spans), time.monotonic()
+    return count
+
+
 def spans_for(receiver: OTLPReceiver, count: int, before: int) -> list[ReceivedSpan]:
     """The `count` spans that arrived after the first `before`, once they are there."""
     return receiver.wait_for(lambda r: r.spans[before : before + count] if len(r.spans) >= before + count else None)
@@ -73,7 +84,7 @@ def spans_for(receiver: OTLPReceiver, count: int, before: int) -> list[ReceivedS
 
 def test_a_turn_is_an_agent_span_over_one_chat_span_per_model_request(app, fake_server: FakeOpenAI):
     url, receiver = app
-    before = len(receiver.spans)
+    before = settled(receiver)
     client = visitor(url)
     fake_server.enqueue(Reply(tokens=["Hello", " there", "."], delay=0.05))
     assert answer_text(client.predict(message("Say hello"), api_name="/chat")) == "Hello there."
@@ -142,7 +153,7 @@ def test_each_request_records_its_token_usage_and_duration_as_metrics(app, fake_
 
 def test_a_failed_request_is_an_error_span_with_its_type_and_the_turn_fails_with_it(app, fake_server: FakeOpenAI):
     url, receiver = app
-    before = len(receiver.spans)
+    before = settled(receiver)
     fake_server.enqueue(Reply(tokens=["Part", "ial", " text"], fault="error_event", fault_after=2))
     shown = visitor(url).predict(message("Break"), api_name="/chat")
     assert "Partial" in json.dumps(shown)
@@ -150,7 +161,7 @@ def test_a_failed_request_is_an_error_span_with_its_type_and_the_turn_fails_with
     assert (chat.name, chat.status, chat.attributes["error.type"]) == (CHAT, ERROR, "APIError")
     assert (agent.name, agent.status, agent.attributes["error.type"]) == (AGENT, ERROR, "APIError")
 
-    before = len(receiver.spans)
+    before = settled(receiver)
     fake_server.enqueue(Reply(tokens=["Cut", " short"], fault="truncate", fault_after=1))
     visitor(url).predict(message("Cut"), api_name="/chat")
     chat, agent = spans_for(receiver, 2, before)
@@ -160,7 +171,7 @@ def test_a_failed_request_is_an_error_span_with_its_type_and_the_turn_fails_with
 
 def test_a_tool_turn_has_a_span_per_call_between_its_model_requests(app, fake_server: FakeOpenAI):
     url, receiver = app
-    before = len(receiver.spans)
+    before = settled(receiver)
     calls = [ToolCall("echo", '{"text": "ping"}', "call_echo"), ToolCall("fail", '{"reason": "boom"}', "call_fail")]
     fake_server.enqueue(Reply(tool_calls=calls), Reply(text="Done."))
     assert answer_text(visitor(url).predict(message("Use tools"), api_name="/chat")).endswith("Done.")
