@@ -277,20 +277,22 @@ class ChatService:
         )
 
     def _saver(self, caller: Caller, chat_id: str | None) -> Callable[[Run], None]:
-        """Save the run's conversation for its owner: as it streams, every SAVE_EVERY seconds; then as it ended."""
+        """Save the run's conversation for its owner: as it streams, every SAVE_EVERY seconds; then as it ended.
+        The first save is held for this process's reads (the sidebar's list, a reload) and written with the
+        next: a crowd's first writes would come among their first updates (+14% p50 at 32 users, scenario 12)."""
         created, saved = now(), [0.0]
 
         def save(run: Run) -> None:
             if not run.ended and time.monotonic() - saved[0] < SAVE_EVERY:
                 return
-            saved[0] = time.monotonic()
+            first, saved[0] = not saved[0], time.monotonic()
             title = next((text_of(m["content"]) for m in run.before if m.get("role") == "user"), "")
             messages = run.messages()
             record = ConversationRecord(
                 run.key, caller.owner, title[:TITLE_CHARS] or "Untitled", created, now(), run.ended or "streaming",
                 messages, self._state(caller, run.key, messages), chat_id,
             )  # fmt: skip
-            self.store.save_conversation(record)  # type: ignore[union-attr]
+            self.store.save_conversation(record, write=bool(run.ended) or not first)  # type: ignore[union-attr]
 
         return save
 

@@ -392,19 +392,20 @@ class LogStore:
         row = dict(id=str(uuid.uuid4()), session=session, created=now(), message=message, a=a, b=b, vote=vote)
         self._queue.put(lambda connection: connection.execute(votes.insert().values(**row)))
 
-    def save_conversation(self, record: ConversationRecord) -> None:
+    def save_conversation(self, record: ConversationRecord, write: bool = True) -> None:
         """Create or replace a conversation. Saves of one conversation that wait for the database are
-        merged: only its newest is written."""
+        merged: only its newest is written. write=False: held for this process's reads (owned(), opened())
+        and written with the conversation's next save."""
         row = json.loads(json.dumps(record.__dict__, default=str))  # a copy, as it is now, in JSON's types
         row["created"], row["updated"] = record.created, record.updated
         with self._lock:
             queued = record.id in self._queued
             self._newest[record.id] = row
-            self._queued.add(record.id)
+            self._queued.update([record.id] if write else [])
             self._deleting.discard((record.owner, record.id))
         # One job per conversation writes its newest save; a save made while that job writes is written next,
         # by the writer, before anything queued after it (a flush, the stop).
-        if not queued:
+        if write and not queued:
             self._queue.put(lambda connection: self._write_newest(connection, record.id))
 
     def _write_newest(self, connection: Connection, conversation: str) -> None:

@@ -527,6 +527,34 @@ def test_a_reply_streaming_when_the_app_stopped_is_marked_interrupted_with_its_p
         again.close()
 
 
+def test_a_held_save_is_read_at_once_and_written_with_the_next(log_target: str):
+    store = LogStore(database_url(log_target)).open()
+    engine = sa.create_engine(database_url(log_target))
+
+    def written() -> list[tuple[str, str]]:
+        store.flush()
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(sa.select(conversations.c.id, conversations.c.status))]
+
+    try:
+        started = [{"role": "user", "content": "talk"}, {"role": "assistant", "content": "w0"}]
+        store.save_conversation(conversation("ada", 0, started, status="streaming"), write=False)  # a reply's first
+        assert [c["id"] for c in store.owned("ada")] == ["c-ada-0"]  # this process's reads have it
+        assert store.opened("ada", "c-ada-0")["messages"] == started and store.opened("bob", "c-ada-0") is None
+        assert written() == []  # the database has not
+        grown = [started[0], {"role": "assistant", "content": "w0 w1"}]
+        store.save_conversation(conversation("ada", 0, grown, status="streaming"))
+        assert written() == [("c-ada-0", "streaming")]
+        assert store.opened("ada", "c-ada-0")["messages"] == grown
+        store.save_conversation(conversation("ada", 1, status="streaming"), write=False)
+        store.delete_conversation("ada", "c-ada-1")  # deleted while held: nothing of it is written, then or later
+        store.save_conversation(conversation("ada", 0))
+        assert written() == [("c-ada-0", "done")] and [c["id"] for c in store.owned("ada")] == ["c-ada-0"]
+    finally:
+        engine.dispose()
+        store.close()
+
+
 def test_saves_of_one_conversation_waiting_for_the_database_are_merged(log_target: str):
     store = LogStore(database_url(log_target))
     store.problem = "not opened"  # the writer is not started: every save waits

@@ -10,11 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from chat.service import Caller, ChatService, Listing, Refused
 from core.turn import RUN, SKIP
 from providers.registry import create_backend
-from storage.logs import LogStore, database_url
+from storage.logs import LogStore, conversations, database_url
 from testkit.fake_openai import FakeOpenAI, Reply, ToolCall
 from testkit.support import answer_text, remote_settings, stdio_server
 from tools.hub import ToolHub
@@ -154,6 +155,10 @@ def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server
     eve = Caller("page:visitor-eve", "127.0.0.1", returns=True, owner="page:visitor-eve")
     slow = " ".join(f"w{i}" for i in range(200))
 
+    def written() -> list[dict]:  # what the database has, not what the store holds for this process's reads
+        with store.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(sa.select(conversations.c.id))]
+
     async def scenario() -> None:
         first = service.conversation_for(ada, "tab", [])
         run = service.start({"text": "Sailing", "files": []}, [], "fake-model", {}, ada, conversation=first)
@@ -165,6 +170,8 @@ def test_conversations_are_listed_opened_and_deleted_for_their_owner_only(server
         streaming = service.start({"text": "Baking", "files": []}, [], "fake-model", {}, ada, conversation=second)
         await asyncio.sleep(0.3)
         assert await service.listed(ada, "tab") == Listing([("Baking", second), ("Sailing", first)], second, False)
+        store.flush()  # a reply's first save is held for this process's reads, and written SAVE_EVERY s in
+        assert [row["id"] for row in await asyncio.to_thread(written)] == [first]
         assert await service.listed(ada, "tab", 1) == Listing([("Baking", second)], second, True)  # older: more
         assert await service.listed(eve, "tab") == Listing([], None, False)
         with pytest.raises(Refused, match="no such conversation of yours"):
