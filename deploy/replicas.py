@@ -26,9 +26,25 @@ NGINX_MISSING = "nginx is not installed: apt-get install nginx (Debian's package
 
 
 def nginx_conf(listen: str, ports: list[int], folder: Path) -> str:
-    """deploy/nginx.conf for these replica ports, with its logs and temporary files in `folder`."""
-    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in ports)
-    return CONF.read_text().replace("@LISTEN@", listen).replace("@REPLICAS@", servers).replace("@FOLDER@", str(folder))
+    """deploy/nginx.conf for these replica ports, with its logs and temporary files in `folder`. Each replica is
+    also an upstream of its own, named in the chat_replica cookie by its place (r1, r2, ...), not its address."""
+    names = {port: f"r{place}" for place, port in enumerate(ports, start=1)}
+    places = {
+        "@LISTEN@": listen,
+        "@FOLDER@": str(folder),
+        "@REPLICAS@": "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in ports),
+        "@PINNED@": "\n".join(f"        {name} replica_{name};" for name in names.values()),
+        "@ANSWERED@": "\n".join(rf'        "~(^|\s)127\.0\.0\.1:{port}$" {name};' for port, name in names.items()),
+        "@UPSTREAMS@": "\n".join(
+            f"    upstream replica_{name} {{\n        server 127.0.0.1:{port} max_fails=0;\n"
+            f"        keepalive 32;\n        keepalive_timeout 4s;\n    }}"
+            for port, name in names.items()
+        ),
+    }
+    conf = CONF.read_text()
+    for place, text in places.items():
+        conf = conf.replace(place, text)
+    return conf
 
 
 def start_replica(port: int, store: str, app_flags: list[str]) -> subprocess.Popen:

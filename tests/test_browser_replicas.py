@@ -1,7 +1,7 @@
 """Replicas behind nginx on one database, started by deploy/replicas.py as the README runs it: a visitor stays on
 one replica (a browser, and gradio_client, which keeps no cookie); when it dies mid-reply, their next page load
-is served by another, with the conversation intact and the cut reply shown as interrupted. In Debian's chromium
-through Playwright; nginx is Debian's."""
+is served by another, with the conversation intact and the cut reply shown as interrupted, and they stay there once
+the first is back. In Debian's chromium through Playwright; nginx is Debian's."""
 
 from __future__ import annotations
 
@@ -125,12 +125,12 @@ def test_a_replica_killed_mid_reply_leaves_its_visitor_to_another_with_the_conve
             while status_of(store, "first") != "interrupted" and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert status_of(store, "first") == "interrupted"
-            # The supervisor starts the killed replica again, and the visitor's requests go back to it once it
-            # answers: wait for that, so the page and its Retry are served by one replica (a page loaded just
-            # before its replica returns can have its next event sent to the returning one).
-            assert replicas_serving(serving, timeout=90)
             tab.page.reload()
+            # The supervisor starts the killed replica again. The page stays with the replica that holds its
+            # session (its cookie names it): Retry, sent once the first is back, is served there.
+            assert replicas_serving(serving, timeout=90)
             cut_reply_retried(tab, fake_server, ["first", "Echo: first", "second, cut"], "Hello there! word0 word1")
+            assert replicas.serving("POST /gradio_api/queue/join") == other
         finally:
             tab.close()
 
