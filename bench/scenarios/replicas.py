@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +34,12 @@ def deployed(count: int, store: str, env: dict[str, str], most: int) -> Iterator
     flags = ["--concurrency", str(most), "--queue-size", str(2 * most)]
     args = ["deploy/replicas.py", "--replicas", str(count), "--port", str(port), "--store", store, *flags]
     ports = [port + n for n in range(1, count + 1)]
+    # nginx's config and logs in a folder removed afterwards (the command's default folder is left in place).
     # Waited for at the replicas, not through nginx, which would answer 502 meanwhile.
-    with process(args, ports[0], env) as supervisor:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-nginx-") as folder,
+        process([*args, "--folder", folder], ports[0], env) as supervisor,
+    ):
         if not all(serving(replica) for replica in ports):
             raise RuntimeError("a replica did not start")
         pids = replica_pids(supervisor.pid)
