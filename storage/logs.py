@@ -401,7 +401,8 @@ class LogStore:
         with self._lock:
             queued = record.id in self._queued
             self._newest[record.id] = row
-            self._queued.update([record.id] if write else [])
+            if write:
+                self._queued.add(record.id)
             self._deleting.discard((record.owner, record.id))
         # One job per conversation writes its newest save; a save made while that job writes is written next,
         # by the writer, before anything queued after it (a flush, the stop).
