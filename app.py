@@ -569,6 +569,11 @@ def main(argv: list[str] | None = None) -> None:
         # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
         # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
         os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
+        # What start-up made (some 400,000 objects: Gradio, the SDKs, the pages) lives as long as the app: out of the
+        # collector's sight, each full collection under load takes a few ms rather than 200 ms. Before serving: a
+        # Ctrl-C between serving and block_thread() would leave the server's thread running.
+        gc.collect()
+        gc.freeze()
         try:
             _, url, _ = serve(
                 demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None
@@ -582,10 +587,6 @@ def main(argv: list[str] | None = None) -> None:
             ) from None
         if settings.mcp_server:
             print(f"MCP endpoint (streamable HTTP) for other agents: {url}{mcp_endpoint.PATH.lstrip('/')}/", flush=True)
-        # What start-up made (some 400,000 objects: Gradio, the SDKs, the pages) lives as long as the app: out of the
-        # collector's sight, each full collection under load takes a few ms rather than 200 ms (bench scenario 15).
-        gc.collect()
-        gc.freeze()
         demo.block_thread()  # until Ctrl-C, or SIGTERM (which exits through the finally below)
     except ConfigError as exc:
         sys.exit(f"Error: {exc}")
