@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import inspect
 import logging
 import os
@@ -569,11 +568,6 @@ def main(argv: list[str] | None = None) -> None:
         # Gradio's uvicorn rewrites the peer address from X-Forwarded-For too, trusting 127.0.0.1 unless told
         # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
         os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
-        # What start-up made (some 400,000 objects: Gradio, the SDKs, the pages) lives as long as the app: out of the
-        # collector's sight, each full collection under load takes a few ms rather than 200 ms. Before serving: a
-        # Ctrl-C between serving and block_thread() would leave the server's thread running.
-        gc.collect()
-        gc.freeze()
         try:
             _, url, _ = serve(
                 demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None
