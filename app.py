@@ -9,6 +9,7 @@ provider, or an embedded local model when none is configured.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import inspect
@@ -17,7 +18,9 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse
 
 import preflight
-from chat.runs import Run
+from chat.runs import Run, Runs
 from chat.service import CONTROLS, LISTED, Caller, ChatService, Refused
 from config import VERSION, ConfigError, Declared, Settings, load_settings
 from core import tracing
@@ -51,6 +54,7 @@ from tools.python_tools import python_server
 
 EXAMPLES = ["Why is the sky blue?", "Write a haiku about the sea.", "Explain recursion to a child."]
 WORKBENCH_PAGES = ("/review", "/compare")
+STOP_GRACE_SECONDS = 1  # as the app stops: how long the connections still open get to end on their own
 WORKBENCH_OFF = (
     "This page is off: start the app with <code>--log-db chats.db</code> (or a <code>postgresql://</code> URL) "
     "to record conversations, then review them here and compare models side by side."
@@ -427,6 +431,7 @@ def build_app(
             api_name="import_chat",
         )
     # Routes serve() adds: /api/chat for the AI SDK's useChat; and the workbench pages, apps of their own.
+    demo.replies = service.runs  # serve()'s stop() interrupts them
     demo.extra_routes = api_chat_routes(service, settings.forwarded_allow_ips, settings.cors_origins, settings.auth)
     demo.workbench = {}
     if workbench:
@@ -449,20 +454,32 @@ def build_app(
     return demo
 
 
-def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
-    """demo.launch(**options), returning at once (block with demo.block_thread()), with room for
-    --concurrency replies streaming at once, the Content-Security-Policy on every response, the workbench
-    pages mounted beside the chat (or a sentence at their addresses when they are off), and the MCP
-    endpoint if --mcp-server."""
+@dataclass
+class Serving:
+    """The app as serve() left it serving."""
+
+    url: str
+    stop: Callable[[], None]  # from the main thread (Ctrl-C, SIGTERM, the end of a test): see serve()
+
+
+def serve(demo: gr.Blocks, settings: Settings, **options) -> Serving:
+    """demo.launch(**options), returning at once, with room for --concurrency replies streaming at once, the
+    Content-Security-Policy on every response, the workbench pages mounted beside the chat (or a sentence at
+    their addresses when they are off), and the MCP endpoint if --mcp-server. Its stop() ends the replies still
+    running (each kept as interrupted, with its text so far, and its tabs given that last update), then the
+    server: in well under a second, where Gradio's own Ctrl-C waits 5 s for every open tab."""
     options["prevent_thread_lock"] = True
     max_file_size = f"{settings.max_upload_mb}mb"  # Gradio refuses a larger upload as it arrives
     max_threads = max(40, settings.concurrency + 16)  # see launch() below
     pages: dict[str, Page] = getattr(demo, "workbench", {})
     mcp_lifespan = getattr(demo, "mcp_lifespan", None)  # --mcp-server
+    replies: Runs | None = getattr(demo, "replies", None)
+    loop: list[asyncio.AbstractEventLoop] = []  # the server's, once it runs
 
     @contextlib.asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:
         """As the server starts (Gradio's app exists, its event loop runs): the routes and pages beside the chat."""
+        loop.append(asyncio.get_running_loop())
         for path, endpoint, methods in getattr(demo, "extra_routes", ()):
             app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
         if not pages:  # a sentence at the pages' addresses, not a bare Not Found
@@ -476,6 +493,20 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
                 await stack.enter_async_context(mcp_lifespan(app))
             yield
 
+    async def ending() -> None:
+        """What must end before the server can: the replies, then the pages' tabs' heartbeat streams (the
+        chat's end with demo.close())."""
+        if replies is not None:
+            await replies.interrupt(timeout=STOP_GRACE_SECONDS)
+        for page in pages.values():
+            page.blocks.app.stop_event.set()
+
+    def stop() -> None:
+        if loop and loop[0].is_running():
+            with contextlib.suppress(TimeoutError):
+                asyncio.run_coroutine_threadsafe(ending(), loop[0]).result(timeout=STOP_GRACE_SECONDS + 1)
+        demo.close(verbose=False)
+
     app_kwargs: dict = {
         "middleware": [
             Middleware(ContentSecurityPolicy, value=policy(settings.frame_ancestors)),
@@ -486,10 +517,12 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> tuple:
     # Gradio's queue runs at most max_threads events at once (its table of running jobs has that many
     # slots), whatever the concurrency limit says. A stream holds no thread: it borrows one only to
     # pre/postprocess each update. Room for every stream, plus the page's other events.
-    app, url, share_url = demo.launch(
-        max_threads=max_threads, max_file_size=max_file_size, app_kwargs=app_kwargs, **options
-    )
-    return app, url, share_url
+    _, url, _ = demo.launch(max_threads=max_threads, max_file_size=max_file_size, app_kwargs=app_kwargs, **options)
+    # A connection still open as the server stops (an MCP client's stream, a tab's queue stream, which Gradio
+    # keeps open once its queue has stopped) is cut after this long rather than waited for: demo.close() waits
+    # only 5 s for the server, and then the interpreter would exit under its loop, still running.
+    demo.server.config.timeout_graceful_shutdown = STOP_GRACE_SECONDS
+    return Serving(url, stop)
 
 
 def tool_hub(settings: Settings) -> ToolHub | None:
@@ -569,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
         # otherwise: give it our list, so that it and proxies.client_address agree on who the client is.
         os.environ["FORWARDED_ALLOW_IPS"] = ",".join(map(str, settings.forwarded_allow_ips))
         try:
-            _, url, _ = serve(
+            serving = serve(
                 demo, settings, server_name=settings.host, server_port=settings.port, auth=list(settings.auth) or None
             )
         except OSError as exc:
@@ -580,8 +613,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"Port {settings.port} is already in use: stop what listens there, or pass --port N."
             ) from None
         if settings.mcp_server:
-            print(f"MCP endpoint (streamable HTTP) for other agents: {url}{mcp_endpoint.PATH.lstrip('/')}/", flush=True)
-        demo.block_thread()  # until Ctrl-C, or SIGTERM (which exits through the finally below)
+            endpoint = f"{serving.url}{mcp_endpoint.PATH.lstrip('/')}/"
+            print(f"MCP endpoint (streamable HTTP) for other agents: {endpoint}", flush=True)
+        try:  # not demo.block_thread(): see serve()
+            while demo.is_running:  # until Ctrl-C, or SIGTERM (which exits through the finally below)
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            serving.stop()
     except ConfigError as exc:
         sys.exit(f"Error: {exc}")
     finally:

@@ -31,11 +31,12 @@ class Run:
     task: asyncio.Task | None = None
     version: int = 0  # +1 at each update; a follower yields when it has not seen the newest
     watchers: int = 0
-    ended: str = ""  # "" while it runs, then "done" or "stopped"
+    ended: str = ""  # "" while it runs, then "done", or "stopped" (Stop) or "interrupted" (the app stopped)
     unwatched_since: float | None = None
     stop_unwatched: float = 0.0
     on_change: Callable[[Run], None] | None = None  # told of each update and of the end (the store saves it)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _ending: str = "stopped"  # what a cancellation of its task means
 
     async def drive(self, turns: AsyncIterator[Turn]) -> None:
         try:
@@ -43,7 +44,7 @@ class Run:
                 self.turn = turn
                 self._update()
         except asyncio.CancelledError:
-            self.ended = "stopped"
+            self.ended = self._ending
             raise
         finally:
             self.ended = self.ended or "done"  # a failure too: the turn says so
@@ -62,7 +63,8 @@ class Run:
 
     @property
     def stopped(self) -> bool:
-        return self.ended == "stopped"
+        """Whether it ended before its reply did (Stop, or the app stopping)."""
+        return self.ended in ("stopped", "interrupted")
 
     def messages(self) -> list[dict]:
         """The conversation with the reply as far as it is."""
@@ -99,9 +101,10 @@ class Run:
         if self.watchers == 0 and left is not None and time.monotonic() - left >= self.stop_unwatched * 0.99:
             self.stop()
 
-    def stop(self) -> None:
-        """End the reply: its upstream request is closed, the text so far kept (the log marks it stopped)."""
+    def stop(self, ending: str = "stopped") -> None:
+        """End the reply: its upstream request is closed, the text so far kept (the log marks it `ending`)."""
         if self.running:
+            self._ending = ending
             self.task.cancel()  # type: ignore[union-attr]
 
     async def stopped_now(self) -> None:
@@ -147,6 +150,17 @@ class Runs:
         """The conversation's latest reply, if it is the owner's."""
         run = self._by_key.get(key)
         return run if run is not None and run.owner == owner else None
+
+    async def interrupt(self, timeout: float = 2.0) -> None:
+        """The app stops: every running reply ends now, its text so far kept and marked interrupted. Returns once
+        their followers have ended too (at most `timeout` s later): a tab's queue stream ends by itself only if
+        its event completes before Gradio's queue is closed."""
+        running = [run for run in self._by_key.values() if run.running]
+        for run in running:
+            run.stop("interrupted")
+        deadline = time.monotonic() + timeout
+        while any(run.running or run.watchers for run in running) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def drop(self, key: str, owner: str = "") -> None:
         """Forget the conversation's reply, if it is the owner's: stopped if it runs, and not saved again."""

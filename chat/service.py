@@ -464,8 +464,8 @@ class ChatService:
         if stored is None:
             return None
         shown = stored["messages"]
-        if stored["status"] == "interrupted" and shown and shown[-1].get("role") == "assistant":
-            shown[-1] = {**shown[-1], "content": with_notice(text_of(shown[-1]["content"]), INTERRUPTED)}
+        if stored["status"] == "interrupted":
+            mark_interrupted(shown)
         return shown, None
 
     def clear(self, caller: Caller, tab: str) -> None:
@@ -604,6 +604,16 @@ class ChatService:
         )
         # Each setting within its range; one the file lacks (exported before it existed) at its default.
         return Imported(history, self.chosen(config.chosen), model, notice)
+
+
+def mark_interrupted(messages: list[dict]) -> None:
+    """Say that the last reply was cut by the app stopping: on its text (before its stats, which a reply the app
+    stopped has, where one whose process died has not), if it had begun."""
+    asked = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    answers = [i for i in range(asked + 1, len(messages)) if not (messages[i].get("metadata") or {}).get("title")]
+    if answers:
+        cut = messages[answers[-1]]
+        cut["content"] = with_notice(text_of(cut["content"]), INTERRUPTED)
 
 
 def message_id(message: object) -> str | None:

@@ -24,7 +24,8 @@ def spawn(env: dict[str, str], *flags: str, cwd: Path = ROOT) -> tuple[subproces
     proc = subprocess.Popen(
         [sys.executable, "app.py", *flags],
         cwd=cwd,
-        env=env | {"PYTHONUNBUFFERED": "1"},  # a pipe is block-buffered otherwise
+        # A pipe is block-buffered otherwise; the fault handler prints every thread's stack on SIGABRT.
+        env=env | {"PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

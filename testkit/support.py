@@ -37,11 +37,11 @@ def launched(settings, models: tuple[str, ...] | list[str] = (), hub=None, store
     from app import build_app, serve  # here, so that the benchmark can use this module without loading Gradio
 
     demo = build_app(settings, models, hub, store)
-    _, url, _ = serve(demo, settings, prevent_thread_lock=True, quiet=True)
+    serving = serve(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
-        yield url
+        yield serving.url
     finally:
-        demo.close()
+        serving.stop()
 
 
 @contextmanager

@@ -176,6 +176,27 @@ def test_after_a_restart_the_conversation_is_there_and_a_cut_reply_says_so_and_r
         tab.close()
 
 
+def test_ctrl_c_mid_reply_keeps_every_word_the_tab_showed_as_interrupted(browser, fake_server: FakeOpenAI):
+    """Ctrl-C (SIGTERM the same) while a tab watches a reply: the app exits 0 and keeps the reply with all it had
+    shown, not only what its last save (every 2 s) had, marked interrupted; started again, Retry asks again."""
+    fake_server.reset()
+    port = free_port()
+    env = base_env(port) | {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_server.base_url}
+    with app_process(env) as proc:
+        tab = Chat(browser, f"http://127.0.0.1:{port}/", watch_requests=False)
+        fake_server.default = Reply(text="Hello there! " + " ".join(f"word{i}" for i in range(200)), delay=0.05)
+        tab.send("talk, then be cut")
+        expect(tab.bots.last).to_contain_text("word50")  # 2.5 s in: half a save's interval since the last one
+        shown = tab.bots.last.inner_text().strip()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    with app_process(env):
+        tab.page.reload()
+        expect(tab.users).to_have_text(["talk, then be cut"])
+        cut_reply_retried(tab, fake_server, ["talk, then be cut"], shown)
+        tab.close()
+
+
 def test_tool_steps_and_a_call_waiting_for_run_outlive_a_reload_and_a_restart(
     browser, fake_server: FakeOpenAI, tmp_path: Path
 ):

@@ -13,9 +13,9 @@ import pytest
 from gradio_client import Client
 
 from providers.local import default_gguf
-from testkit.fake_openai import FakeOpenAI
+from testkit.fake_openai import FakeOpenAI, Reply
 from testkit.processes import base_env, free_port, spawn, wait_until_serving
-from testkit.support import SENTINEL_KEY, ask
+from testkit.support import SENTINEL_KEY, ask, submit
 
 
 @pytest.mark.parametrize("provider", ["openai-compatible", "local"])
@@ -49,8 +49,14 @@ def test_python_app_py_starts_and_chats(provider: str, fake_server: FakeOpenAI):
 
 
 def rest_of(proc: subprocess.Popen, lines: queue.Queue[str], output: list[str]) -> str:
-    """Everything the app printed, once it has ended."""
-    proc.wait(timeout=30)
+    """Everything the app printed, once it has ended; a failure showing where each of its threads was, if it
+    has not ended within 30 s (spawn() turns Python's fault handler on: SIGABRT prints them)."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=10)
+        pytest.fail(f"still running 30 s later; its threads, as SIGABRT found them:\n{rest_of(proc, lines, output)}")
     time.sleep(0.2)  # the reader thread hands over the last lines
     while not lines.empty():
         output.append(lines.get())
@@ -77,15 +83,24 @@ def test_a_port_in_use_is_one_sentence_and_exit_1(fake_server: FakeOpenAI):
     assert "Traceback" not in printed
 
 
-def test_ctrl_c_exits_0_with_no_traceback(fake_server: FakeOpenAI):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_mid_reply_exits_0_with_no_traceback(stop: signal.Signals, fake_server: FakeOpenAI):
+    """With a client connected (its heartbeat stream open) and a reply streaming to it, the app exits, cleanly
+    (Gradio's own Ctrl-C waited 5 s for the open streams, then exited under a running event loop)."""
+    fake_server.reset()
+    fake_server.default = Reply(tokens=[f"word{i} " for i in range(400)], delay=0.05)  # 20 s
     port = free_port()
     env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
     output: list[str] = []
     proc, lines = spawn(env, "--model", "fake-model")
     try:
         wait_until_serving(proc, lines, output)
-        assert ask(Client(f"http://127.0.0.1:{port}/", verbose=False), "Hi!") == "Echo: Hi!"
-        proc.send_signal(signal.SIGINT)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        reply = submit(client, "Talk slowly")
+        while "word3 " not in str(reply.outputs()[-1:]):
+            assert not reply.done(), reply.outputs()
+            time.sleep(0.05)
+        proc.send_signal(stop)
         printed = rest_of(proc, lines, output)
     finally:
         if proc.poll() is None:
@@ -93,6 +108,7 @@ def test_ctrl_c_exits_0_with_no_traceback(fake_server: FakeOpenAI):
             proc.wait()
     assert proc.returncode == 0, printed
     assert "Traceback" not in printed and "CancelledError" not in printed, printed
+    assert "word399" not in str(reply.outputs()), "the reply was not cut"
 
 
 STUCK_SERVER = """
