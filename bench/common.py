@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -239,10 +240,10 @@ async def relay_user(http: httpx.AsyncClient, url: str, text: str, last_token: s
 def crowd(
     app: App, level: int, text: str, last_token: str, visitors: bool = False, owners: bool = False
 ) -> tuple[float, list[Stream]]:
-    """`level` users sending `text` at once through the minimal client: (wall time, their streams).
-    visitors: they load the page first, as a browser does, so they carry the app's owner cookie (and their
-    conversations are kept); each is a tab of its own. owners: each user is a visitor of their own, with an
-    owner cookie of their own (behind nginx, each is sent to the replica their cookie picks)."""
+    """`level` users sending `text` at once, each through a minimal client of their own: (wall time, their
+    streams). visitors: the page is loaded first, as a browser does, and every user carries the owner cookie it
+    set (so their conversations are kept); each is a tab of its own. owners: each user is a visitor of their own,
+    with an owner cookie of their own (behind nginx, each is sent to the replica their cookie picks)."""
     fn_index = 0
     if not app.plain_relay:
         config = httpx.get(app.url + "config", timeout=10).json()
@@ -250,19 +251,24 @@ def crowd(
     data = app.queue_data(text)
 
     async def everyone() -> list[Stream]:
-        # Idle connections are dropped after 4 s, before uvicorn closes them at 5 s: a request sent on one
-        # that the server is closing just then fails (the retries below cover the rest of that race).
-        limits = httpx.Limits(max_connections=level * 2, max_keepalive_connections=level * 2, keepalive_expiry=4.0)
-        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-            if visitors:
-                (await http.get(app.url)).raise_for_status()  # the page sets the cookie; every user sends it
-            users = [
-                relay_user(http, app.url, text, last_token)
-                if app.plain_relay
-                else gradio_user(http, app.url, fn_index, data, last_token, own_cookie() if owners else None)
-                for _ in range(level)
-            ]
-            return await asyncio.gather(*users)
+        # Each user a client of their own, as each is a browser of their own. One client shared by hundreds of
+        # users costs httpcore's pool CPU that grows with the square of its connections (at 256 users, more than
+        # the app's own): the figures were then the load generator's. The TLS context is made once (loopback is
+        # plain HTTP, but each client would build one, at 26 ms of CPU each).
+        tls = ssl.create_default_context()
+        cookies = None
+        if visitors:
+            async with httpx.AsyncClient(timeout=300, verify=tls) as page:
+                (await page.get(app.url)).raise_for_status()  # the page sets the cookie; every user sends it
+                cookies = page.cookies
+
+        async def user() -> Stream:
+            async with httpx.AsyncClient(timeout=300, verify=tls, cookies=cookies) as http:
+                if app.plain_relay:
+                    return await relay_user(http, app.url, text, last_token)
+                return await gradio_user(http, app.url, fn_index, data, last_token, own_cookie() if owners else None)
+
+        return await asyncio.gather(*(user() for _ in range(level)))
 
     start = time.perf_counter()
     streams = asyncio.run(everyone())

@@ -6,7 +6,7 @@ same loopback OpenAI-compatible server, and write bench/RESULTS.md.
 
 Every app runs as its own process, as does the loopback server; the client is
 gradio_client, as a user's program would be, except in the capacity scenario, whose
-hundreds of users speak Gradio's queue protocol through one minimal asyncio client.
+hundreds of users speak Gradio's queue protocol, each through a minimal asyncio client of their own.
 Figures are medians with min-max.
 """
 

@@ -6,7 +6,7 @@ from bench.common import App, Figure, Report, cpu_seconds, crowd, percentile, se
 
 
 def capacity(report: Report, apps: dict[str, App], server_url: str, runs: int, levels: list[int], tokens: int):
-    """Many users at once, ours next to the plain relay, through a minimal asyncio client."""
+    """Many users at once, ours next to the plain relay, each through a minimal asyncio client of their own."""
     text = f"bench:{tokens}:20"
     last_token = f"w{tokens - 1}"
     crowd(apps["relay"], 2, text, last_token)  # warm-up
@@ -60,8 +60,8 @@ def capacity(report: Report, apps: dict[str, App], server_url: str, runs: int, l
             f"{ours['done'].median:.0f} of {level} replies complete" + "".join(f"; {t}" for t in targets)
         )
     report.add(
-        f"8. Capacity: many users at once, each a {tokens}-token reply at 20 ms per token, through a minimal asyncio "
-        "client (not gradio_client)",
+        f"8. Capacity: many users at once, each a {tokens}-token reply at 20 ms per token, each user through a "
+        "minimal asyncio client of their own (not gradio_client)",
         "Ours runs with `--concurrency` at the highest level here, so none waits in the queue. "
         "Time to first update and the worst gap between updates are per reply, then p50/p99 over the replies; "
         "CPU per token is the app process's user + system time over every token relayed.\n\n"
