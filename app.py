@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import inspect
 import logging
 import os
@@ -38,6 +37,7 @@ from core.turn import Turn
 from pages import mcp_endpoint
 from pages.api_chat import PATH as API_CHAT
 from pages.api_chat import api_chat_routes
+from pages.built_once import build_configs_once
 from pages.compare import compare_page
 from pages.csp import ContentSecurityPolicy, policy
 from pages.exports import private_folder
@@ -59,15 +59,6 @@ WORKBENCH_OFF = (
     "This page is off: start the app with <code>--log-db chats.db</code> (or a <code>postgresql://</code> URL) "
     "to record conversations, then review them here and compare models side by side."
 )
-
-
-def schema_built_once(button: gr.UploadButton) -> gr.UploadButton:
-    """The button, its API schema built once. Gradio asks for it three times for every new session, and
-    building it (a pydantic JSON schema) was over half of our page's setup per visitor. (A subclass
-    would do it too, but Gradio writes a .pyi stub file beside any module that subclasses a component.)"""
-    schema = button.api_info()
-    button.api_info = lambda: copy.deepcopy(schema)
-    return button
 
 
 CONTROL_NAMES = [control.name for control in CONTROLS]
@@ -416,7 +407,7 @@ def build_app(
         settings_panel.render()
         with gr.Row():
             export_button = gr.Button("Export chat (Markdown + JSON)", size="sm")
-            import_button = schema_built_once(gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm"))
+            import_button = gr.UploadButton("Import chat (JSON)", file_types=[".json"], size="sm")
         exported = gr.File(label="Exported chat", file_count="multiple", visible=False, interactive=False)
         export_button.click(
             by_name(export_chat, ["history", *CONTROL_NAMES, "model"]),
@@ -522,6 +513,8 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> Serving:
     # keeps open once its queue has stopped) is cut after this long rather than waited for: demo.close() waits
     # only 5 s for the server, and then the interpreter would exit under its loop, still running.
     demo.server.config.timeout_graceful_shutdown = STOP_GRACE_SECONDS
+    for blocks in (demo, *(page.blocks for page in pages.values())):
+        build_configs_once(blocks)  # not for every new visitor
     return Serving(url, stop)
 
 
@@ -612,10 +605,10 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(
                 f"Port {settings.port} is already in use: stop what listens there, or pass --port N."
             ) from None
-        if settings.mcp_server:
-            endpoint = f"{serving.url}{mcp_endpoint.PATH.lstrip('/')}/"
-            print(f"MCP endpoint (streamable HTTP) for other agents: {endpoint}", flush=True)
-        try:  # not demo.block_thread(): see serve()
+        try:  # from here on, a Ctrl-C or SIGTERM stops the server (not demo.block_thread(): see serve())
+            if settings.mcp_server:
+                endpoint = f"{serving.url}{mcp_endpoint.PATH.lstrip('/')}/"
+                print(f"MCP endpoint (streamable HTTP) for other agents: {endpoint}", flush=True)
             while demo.is_running:  # until Ctrl-C, or SIGTERM (which exits through the finally below)
                 time.sleep(0.1)
         except KeyboardInterrupt:
