@@ -42,7 +42,7 @@ from pages.built_once import build_configs_once
 from pages.compare import compare_page
 from pages.csp import ContentSecurityPolicy, policy
 from pages.exports import private_folder
-from pages.mounted import Page, mounted
+from pages.mounted import Page, end_heartbeats, mounted
 from pages.owners import OwnerCookie, hf_account, owner
 from pages.proxies import client_address
 from pages.refusals import refuse
@@ -490,8 +490,7 @@ def serve(demo: gr.Blocks, settings: Settings, **options) -> Serving:
         chat's end with demo.close())."""
         if replies is not None:
             await replies.interrupt(timeout=STOP_GRACE_SECONDS)
-        for page in pages.values():
-            page.blocks.app.stop_event.set()
+        end_heartbeats(pages)
 
     def stop() -> None:
         if loop and loop[0].is_running():

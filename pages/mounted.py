@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 from starlette.routing import Mount
@@ -18,6 +19,15 @@ class Page:
 
     blocks: gr.Blocks
     routes: list[Route] = field(default_factory=list)
+    served: Any = None  # Gradio's app serving it, once mounted
+
+
+def end_heartbeats(pages: dict[str, Page]) -> None:
+    """The app stops: the heartbeat streams of the pages' open tabs end (demo.close() ends the chat's), rather than
+    holding the server's shutdown. On the server's event loop."""
+    for page in pages.values():
+        if page.served is not None:
+            page.served.stop_event.set()
 
 
 @contextlib.asynccontextmanager
@@ -32,6 +42,7 @@ async def mounted(app, pages: dict[str, Page], max_file_size: str, max_threads: 
                 gr.mount_gradio_app(app, page.blocks, path, max_file_size=max_file_size, ssr_mode=False)
                 sub = next(r.app for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == path)
                 sub.auth, sub.tokens, sub.cookie_id = app.auth, app.tokens, app.cookie_id
+                page.served = sub
                 for route, endpoint, methods in page.routes:
                     sub.add_api_route(route, endpoint, methods=methods, include_in_schema=False)
                 await stack.enter_async_context(sub.router.lifespan_context(sub))

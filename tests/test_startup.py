@@ -1,14 +1,17 @@
 """`python app.py` as a user runs it: the startup line, then a working chat."""
 
+import contextlib
 import json
 import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 
@@ -83,18 +86,31 @@ def test_a_port_in_use_is_one_sentence_and_exit_1(fake_server: FakeOpenAI):
     assert "Traceback" not in printed
 
 
+def held_open(url: str) -> None:
+    """A stream kept open, as a tab keeps its heartbeat, until the server ends it."""
+    with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", url, timeout=60) as response:
+        for _ in response.iter_lines():
+            pass
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_mid_reply_exits_0_with_no_traceback(stop: signal.Signals, fake_server: FakeOpenAI):
-    """With a client connected (its heartbeat stream open) and a reply streaming to it, the app exits, cleanly
-    (Gradio's own Ctrl-C waited 5 s for the open streams, then exited under a running event loop)."""
+def test_ctrl_c_or_sigterm_mid_reply_exits_0_with_no_traceback(
+    stop: signal.Signals, fake_server: FakeOpenAI, tmp_path: Path
+):
+    """With a client connected (its heartbeat stream open) and a reply streaming to it, and a tab open on each
+    workbench page, the app exits, cleanly (Gradio's own Ctrl-C waited 5 s for the open streams, then exited
+    under a running event loop; a stream still open after STOP_GRACE_SECONDS is cut, with a traceback)."""
     fake_server.reset()
     fake_server.default = Reply(tokens=[f"word{i} " for i in range(400)], delay=0.05)  # 20 s
     port = free_port()
     env = base_env(port) | {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server.base_url}
     output: list[str] = []
-    proc, lines = spawn(env, "--model", "fake-model")
+    proc, lines = spawn(env, "--model", "fake-model", "--log-db", str(tmp_path / "chats.db"))
     try:
         wait_until_serving(proc, lines, output)
+        for page in ("review", "compare"):
+            url = f"http://127.0.0.1:{port}/{page}/gradio_api/heartbeat/tab-of-{page}"
+            threading.Thread(target=held_open, args=(url,), daemon=True).start()
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         reply = submit(client, "Talk slowly")
         while "word3 " not in str(reply.outputs()[-1:]):
