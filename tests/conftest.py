@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from gradio_client import Client
 
 from testkit.fake_openai import FakeOpenAI
 from testkit.support import launched, missing
+
+# A run started in the background (`nohup bash .ci/run &`) has Ctrl-C ignored, and so would every app the tests
+# start (an ignored signal stays ignored across exec): the Ctrl-C tests need it as a terminal gives it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
