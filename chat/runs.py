@@ -151,7 +151,7 @@ class Runs:
         run = self._by_key.get(key)
         return run if run is not None and run.owner == owner else None
 
-    async def interrupt(self, timeout: float = 2.0) -> None:
+    async def interrupt(self, timeout: float) -> None:
         """The app stops: every running reply ends now, its text so far kept and marked interrupted. Returns once
         their followers have ended too (at most `timeout` s later): a tab's queue stream ends by itself only if
         its event completes before Gradio's queue is closed."""
