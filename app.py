@@ -124,6 +124,13 @@ def chat_reply_steps(demo: gr.Blocks) -> list[dict]:
     return [step.get_config() for step in demo.fns.values() if getattr(step.fn, "__name__", "") == "_submit_fn"]
 
 
+def textbox_for(running: bool) -> gr.MultimodalTextbox:
+    """The chat's textbox as ChatInterface leaves it: Stop in place of Send while a reply runs."""
+    if running:
+        return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
+    return gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+
+
 def model_choices(settings: Settings, listed: Sequence[str]) -> list[str]:
     """The models a user may pick: --models (those the provider lists, if it lists any), or all it lists."""
     allowed = [m for m in settings.models if not listed or m in listed] if settings.models else list(listed)
@@ -186,14 +193,12 @@ def build_app(
         if run is None:  # kept in the store: it ended
             yield shown, gr.skip()
             return
-        # While it runs, the textbox is as ChatInterface leaves it during a reply: Stop in place of Send.
         running = run.running
-        streaming = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True) if running else gr.skip()
+        streaming = textbox_for(running=True) if running else gr.skip()
         async for _ in service.follow(run, asking):
             yield service.in_view(asking, tab, run.messages()), streaming
         if running:
-            textbox = gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
-            yield service.in_view(asking, tab, run.messages()), textbox
+            yield service.in_view(asking, tab, run.messages()), textbox_for(running=False)
 
     async def resume(request: gr.Request) -> AsyncIterator[tuple]:
         """On page load: the conversation the visitor had open, and its reply as it grows if it runs."""
@@ -205,21 +210,21 @@ def build_app(
         async for shown in show(found, asking, request.session_hash or ""):
             yield shown
 
-    async def open_conversation(conversation: str, request: gr.Request) -> list[dict]:
+    async def open_conversation(conversation: str, request: gr.Request) -> tuple[list[dict], gr.MultimodalTextbox]:
         """A conversation picked in the sidebar, in place of the one shown (which goes on if it runs). Quick,
         out of the queue; a reply running there is followed by the next step, follow_opened()."""
         try:
-            shown, _ = await service.open(caller(request), request.session_hash or "", conversation)
+            shown, run = await service.open(caller(request), request.session_hash or "", conversation)
         except Refused as exc:
             raise refuse(str(exc)) from None
-        return shown
+        return shown, textbox_for(running=run is not None and run.running)
 
     async def follow_opened(request: gr.Request) -> AsyncIterator[tuple]:
         """The reply running in the conversation the tab just opened, as it grows."""
         asking, tab = caller(request), request.session_hash or ""
         run = service.showing(asking, tab)
-        if run is None or not run.running:
-            yield gr.skip(), gr.skip()
+        if run is None or not run.running:  # (it ended since it was opened)
+            yield gr.skip(), textbox_for(running=False)
             return
         async for shown in show((service.in_view(asking, tab, run.messages()), run), asking, tab):
             yield shown
@@ -235,14 +240,14 @@ def build_app(
 
     def new_conversation(request: gr.Request) -> tuple:
         service.clear(caller(request), request.session_hash or "")
-        return [], gr.Radio(value=None)
+        return [], gr.Radio(value=None), textbox_for(running=False)
 
     async def delete_conversation(conversation: str | None, count: int, request: gr.Request) -> tuple:
         """The conversation picked in the sidebar is deleted from the store; the page starts a new chat."""
         if not conversation:
             raise refuse("Pick a conversation in the list to delete it.")
         service.delete(caller(request), request.session_hash or "", conversation)
-        return [], *await list_conversations(count, request)
+        return [], *await list_conversations(count, request), textbox_for(running=False)
 
     def shown_now(shown: list[dict], request: gr.Request) -> tuple[list[dict], gr.Button]:
         """After the chat changed outside ChatInterface's events: the history it sends next (in the shape
@@ -386,14 +391,21 @@ def build_app(
             # Another conversation in the tab: first the page stops watching the reply it showed (which goes
             # on), so that none of its updates still on the way writes over the one shown next.
             leave = {"fn": None, "cancels": chat_reply_steps(demo), "queue": False}
-            opened = conversations.input(**leave).then(open_conversation, conversations, chat_ui.chatbot, **unqueued)
+            # Each leaves the textbox as the conversation shown next needs it (a reply followed and left took
+            # Send away, and only its own end gives it back).
+            opened = conversations.input(**leave).then(
+                open_conversation, conversations, [chat_ui.chatbot, chat_ui.textbox], **unqueued
+            )
             following = opened.then(**synced).then(follow_opened, None, [chat_ui.chatbot, chat_ui.textbox], **private)
             following.then(**synced)
-            new_chat.click(**leave).then(new_conversation, None, [chat_ui.chatbot, conversations], **private).then(
-                **synced
-            )
+            new_chat.click(**leave).then(
+                new_conversation, None, [chat_ui.chatbot, conversations, chat_ui.textbox], **private
+            ).then(**synced)
             delete.click(**leave).then(
-                delete_conversation, [conversations, listing], [chat_ui.chatbot, conversations, show_more], **unqueued
+                delete_conversation,
+                [conversations, listing],
+                [chat_ui.chatbot, conversations, show_more, chat_ui.textbox],
+                **unqueued,
             ).then(**synced)
             # The same for a reply the page follows on its own (after a reload, or opened while it ran).
             gr.on([conversations.input, new_chat.click, delete.click], None, cancels=[resumed, following], queue=False)
