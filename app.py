@@ -263,10 +263,11 @@ def build_app(
         if run := service.showing(caller(request), request.session_hash or ""):
             run.stop()
 
-    def forget(request: gr.Request) -> gr.Button:
-        """The chat was cleared: a reload shows a new one."""
+    def forget(request: gr.Request) -> tuple[list[dict], gr.Button, gr.MultimodalTextbox]:
+        """The chat was cleared: a reload shows a new one (a reply it showed goes on in its conversation; an
+        update of it still on the way as the page stopped watching is cleared too)."""
         service.clear(caller(request), request.session_hash or "")
-        return gr.Button(visible=False)  # Show earlier messages
+        return [], gr.Button(visible=False), textbox_for(running=False)  # (Show earlier messages)
 
     async def compare_stream(
         message: str, history: list[dict], model: str, system_prompt: str, temperature: float, request: gr.Request
@@ -370,8 +371,17 @@ def build_app(
         )
         resumed.then(**synced)
         chat_ui.textbox.stop(stop, None, None, **unqueued)
-        chat_ui.chatbot.clear(forget, None, earlier, **unqueued)
         earlier.click(show_earlier, chat_ui.chatbot, chat_ui.chatbot, **unqueued).then(**synced)
+        # Another conversation in the tab (a clear is a new chat): first the page stops watching the reply it
+        # showed (which goes on), so that none of its updates still on the way writes over the one shown next.
+        # Each step after leaves the textbox as the conversation shown next needs it (a reply followed and left
+        # took Send away, and only its own end gives it back).
+        leave = {"fn": None, "cancels": chat_reply_steps(demo), "queue": False}
+        chat_ui.chatbot.clear(**leave).then(forget, None, [chat_ui.chatbot, earlier, chat_ui.textbox], **unqueued).then(
+            **synced
+        )
+        followed = [resumed]  # the replies the page follows on its own: after a reload, or opened while they ran
+        left: list = []  # and the sidebar's ways of leaving one
         if service.keeps_conversations:
             with gr.Sidebar(label="Conversations", open=False):
                 if settings.hf_sign_in:  # signed in, their conversations follow them to any browser
@@ -388,16 +398,12 @@ def build_app(
             for synced_step in chat_synced_steps(demo, chat_ui):
                 synced_step.then(**relist)
             show_more.click(lambda count: count + LISTED, listing, listing, **unqueued).then(**relist)
-            # Another conversation in the tab: first the page stops watching the reply it showed (which goes
-            # on), so that none of its updates still on the way writes over the one shown next.
-            leave = {"fn": None, "cancels": chat_reply_steps(demo), "queue": False}
-            # Each leaves the textbox as the conversation shown next needs it (a reply followed and left took
-            # Send away, and only its own end gives it back).
             opened = conversations.input(**leave).then(
                 open_conversation, conversations, [chat_ui.chatbot, chat_ui.textbox], **unqueued
             )
             following = opened.then(**synced).then(follow_opened, None, [chat_ui.chatbot, chat_ui.textbox], **private)
             following.then(**synced)
+            followed.append(following)
             new_chat.click(**leave).then(
                 new_conversation, None, [chat_ui.chatbot, conversations, chat_ui.textbox], **private
             ).then(**synced)
@@ -407,8 +413,8 @@ def build_app(
                 [chat_ui.chatbot, conversations, show_more, chat_ui.textbox],
                 **unqueued,
             ).then(**synced)
-            # The same for a reply the page follows on its own (after a reload, or opened while it ran).
-            gr.on([conversations.input, new_chat.click, delete.click], None, cancels=[resumed, following], queue=False)
+            left = [conversations.input, new_chat.click, delete.click]
+        gr.on([chat_ui.chatbot.clear, *left], None, cancels=followed, queue=False)  # those left, the same
         if workbench:
             with gr.Column(visible=False) as comment_box:
                 comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)

@@ -142,24 +142,30 @@ def test_a_reply_streaming_in_a_conversation_left_goes_on_and_shows_when_opened_
 
 def test_leaving_a_reply_the_tab_follows_gives_the_textbox_back(browser, fake_server: FakeOpenAI, tmp_path: Path):
     """A reply followed (opened while it runs: Stop in place of Submit) and left, by opening another conversation,
-    New chat or Delete: the textbox takes a message again (it kept Stop until a reload)."""
+    New chat, Delete or the chat's Clear: the textbox takes a message again (it kept Stop until a reload), and
+    the reply left is not written back (after a Clear, it was)."""
     slow = "Hello there! " + " ".join(f"word{i}" for i in range(600))  # 30 s
     with store_and_chat(browser, fake_server, tmp_path, watch_requests=False) as (_, chat):
         chat.send("First")
         chat.wait_for_reply()
         chat.page.get_by_label("Toggle Sidebar").click()
         send, stop = (chat.page.get_by_role("button", name=name, exact=True) for name in ("Submit", "Stop"))
-        for leaving in ("open another", "New chat", "Delete this conversation"):
+        for leaving in ("open another", "New chat", "Delete this conversation", "Clear", "Clear one's own"):
             fake_server.default = Reply(text=slow, delay=0.05)
             chat.page.get_by_role("button", name="New chat").click()
             chat.send(f"Talk slowly, then {leaving}")
             expect(chat.bots.last).to_contain_text("word3")
-            chat.page.locator("#conversations label", has_text="First").click()
-            chat.page.locator("#conversations label", has_text=f"then {leaving}").click()  # followed
+            if leaving != "Clear one's own":  # else the reply the tab itself asked for
+                chat.page.locator("#conversations label", has_text="First").click()
+                chat.page.locator("#conversations label", has_text=f"then {leaving}").click()  # followed
             expect(stop).to_be_visible()
             expect(chat.textbox).not_to_be_editable()
             if leaving == "open another":
                 chat.page.locator("#conversations label", has_text="First").click()
+            elif leaving.startswith("Clear"):
+                chat.page.get_by_label("Clear", exact=True).click()
+                chat.page.wait_for_timeout(500)
+                expect(chat.bots).to_have_count(0)
             else:
                 chat.page.get_by_role("button", name=leaving).click()
             expect(chat.textbox).to_be_editable()
