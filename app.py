@@ -381,7 +381,7 @@ def build_app(
             **synced
         )
         followed = [resumed]  # the replies the page follows on its own: after a reload, or opened while they ran
-        left: list = []  # and the sidebar's ways of leaving one
+        leaving: list = [chat_ui.chatbot.clear]  # and the ways of leaving one: the chat's clear, the sidebar's
         if service.keeps_conversations:
             with gr.Sidebar(label="Conversations", open=False):
                 if settings.hf_sign_in:  # signed in, their conversations follow them to any browser
@@ -413,8 +413,8 @@ def build_app(
                 [chat_ui.chatbot, conversations, show_more, chat_ui.textbox],
                 **unqueued,
             ).then(**synced)
-            left = [conversations.input, new_chat.click, delete.click]
-        gr.on([chat_ui.chatbot.clear, *left], None, cancels=followed, queue=False)  # those left, the same
+            leaving += [conversations.input, new_chat.click, delete.click]
+        gr.on(leaving, None, cancels=followed, queue=False)  # a reply followed stops being followed when left
         if workbench:
             with gr.Column(visible=False) as comment_box:
                 comment = gr.Textbox(label="Tell us more about this reply (optional)", max_lines=3, max_length=2000)
