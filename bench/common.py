@@ -282,29 +282,31 @@ def own_cookie() -> dict[str, str]:
 
 @dataclass
 class SideBySide:
-    """Per app (by name): p50 time to first update of each run, app CPU per token of each run, replies complete."""
+    """Per app (by name), one value a round: p50 time to first update, app CPU per token; and replies complete."""
 
     first: dict[str, Figure]
     cpu_per_token: dict[str, Figure]
     complete: dict[str, int]
 
-    def change(self, figure: str, of: str, against: str) -> float:
-        """How much `of` differs from `against` in a figure ("first" or "cpu_per_token"), as a fraction."""
+    def change(self, figure: str, of: str, against: str) -> Change:
+        """How much `of` differs from `against` in a figure ("first" or "cpu_per_token"), round by round."""
         figures = getattr(self, figure)
-        return figures[of].median / figures[against].median - 1
+        return Change([a / b - 1 for a, b in zip(figures[of].values, figures[against].values, strict=True)])
 
 
-def side_by_side(apps: dict[str, App], runs: int, users: int, tokens: int, visitors: bool = False) -> SideBySide:
-    """`users` at once, each a `tokens`-token reply at 20 ms a token, on each app in turn: `runs` rounds after a
-    warm-up, alternating, so that anything else the machine does hits every app alike."""
+def side_by_side(apps: dict[str, App], rounds: int, users: int, tokens: int, visitors: bool = False) -> SideBySide:
+    """`users` at once, each a `tokens`-token reply at 20 ms a token, on each app in turn: `rounds` rounds after a
+    warm-up, each app first in every other round, so that anything else the machine does (and whatever the app
+    before leaves behind) hits every app alike, and each round gives a pair to compare."""
     text, last = f"bench:{tokens}:20", f"w{tokens - 1}"
     for app in apps.values():
         crowd(app, users, text, last, visitors=visitors)  # warm-up
     firsts: dict[str, list[float]] = {name: [] for name in apps}
     cpu: dict[str, list[float]] = {name: [] for name in apps}
     complete = dict.fromkeys(apps, 0)
-    for _ in range(runs):
-        for name, app in apps.items():
+    for number in range(rounds):
+        order = list(apps.items())
+        for name, app in order if number % 2 == 0 else reversed(order):
             before = cpu_seconds(app.pid)
             _, streams = crowd(app, users, text, last, visitors=visitors)
             cpu[name].append((cpu_seconds(app.pid) - before) / (users * tokens))
@@ -347,6 +349,42 @@ class Figure:
 def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
     met = value >= target if higher_is_better else value <= target
     return "met" if met else "**not met**"
+
+
+@dataclass
+class Change:
+    """One app against another, round by round (each value a fraction: +0.05 is 5% more). Two apps' runs on a busy
+    machine spread by more than the difference sought, so the verdict comes from the median of the rounds' changes
+    and the range that holds the true median with the confidence given (order statistics, no assumed shape)."""
+
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def bounds(self) -> tuple[float, float, float]:
+        """(low, high, confidence): the k-th smallest and k-th largest change, k the largest rank with at most 5%
+        chance of the true median lying below it (and as much above), as the binomial distribution gives."""
+        n, ranked = len(self.values), sorted(self.values)
+        below = [math.comb(n, i) / 2**n for i in range(n + 1)]  # chance that exactly i changes fall below the median
+        k = 1
+        while k < n // 2 and sum(below[: k + 1]) <= 0.05:
+            k += 1
+        return ranked[k - 1], ranked[n - k], 1 - 2 * sum(below[:k])
+
+    def text(self) -> str:
+        low, high, confidence = self.bounds
+        return (
+            f"{self.median * 100:+.1f}% (median of {len(self.values)} round{'s' if len(self.values) > 1 else ''}; "
+            f"{low * 100:+.1f}% to {high * 100:+.1f}% at {confidence * 100:.0f}% confidence)"
+        )
+
+    def verdict(self, most: float) -> str:
+        """Against a ceiling on the change: met when the whole range is under it, not met when all of it is over."""
+        low, high, _ = self.bounds
+        return "met" if high <= most else "**not met**" if low > most else "too close to call"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Measure our app next to the plain openai SDK and gr.load_chat, in one run, against the
 same loopback OpenAI-compatible server, and write bench/RESULTS.md.
 
-    python -m bench            # every scenario, 5 runs each (about 12 minutes on 2 cores)
+    python -m bench            # every scenario, 5 runs each (35-45 minutes on 2 cores)
     python -m bench --quick    # 1 run of small sizes: checks that the benchmark works
 
 Every app runs as its own process, as does the loopback server; the client is

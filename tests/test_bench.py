@@ -36,3 +36,16 @@ def test_the_readme_names_every_scenario_the_benchmark_runs():
     from bench.run import SCENARIOS
 
     assert f"`--only {','.join(SCENARIOS)}` picks scenarios" in (ROOT / "README.md").read_text()
+
+
+def test_a_change_is_called_from_the_range_that_holds_its_median():
+    from bench.common import Change
+
+    fifteen = Change([n / 100 for n in range(-2, 13)])  # -2% .. +12%, median +5%
+    low, high, confidence = fifteen.bounds
+    assert (round(low, 2), round(high, 2), round(confidence, 3)) == (0.01, 0.09, 0.965)  # 4th and 12th of 15
+    assert fifteen.verdict(0.10) == "met"
+    assert fifteen.verdict(0.05) == "too close to call"
+    assert fifteen.verdict(0.005) == "**not met**"
+    assert fifteen.text() == "+5.0% (median of 15 rounds; +1.0% to +9.0% at 96% confidence)"
+    assert Change([0.2, 0.3, 0.4]).bounds[1:] == (0.4, 0.75)  # three rounds: only the whole range, 75% sure
