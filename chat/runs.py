@@ -28,7 +28,10 @@ class Run:
     owner: str = ""  # whose it is: only they follow, stop or see it
     reply_id: str = field(default_factory=lambda: f"msg-{secrets.token_hex(8)}")  # the same for every follower
     turn: Turn | None = None  # the reply as it grows: the same object, updated in place
+    # While it runs. Let go when it ends, with all the task holds (its context: the request), as is the store's
+    # on_change: a process keeps thousands of ended replies for followers who come back, and they need only this.
     task: asyncio.Task | None = None
+    refusal: Exception | None = None  # what refused the message (raised before the reply began), for each follower
     version: int = 0  # +1 at each update; a follower yields when it has not seen the newest
     watchers: int = 0
     ended: str = ""  # "" while it runs, then "done", or "stopped" (Stop) or "interrupted" (the app stopped)
@@ -46,9 +49,13 @@ class Run:
         except asyncio.CancelledError:
             self.ended = self._ending
             raise
+        except Exception as refusal:  # any later failure is in the turn
+            self.refusal = refusal
         finally:
             self.ended = self.ended or "done"  # a failure too: the turn says so
+            self.task = None
             self._update()  # followers see the end
+            self.on_change = None
 
     def _update(self) -> None:
         self.version += 1
@@ -87,8 +94,8 @@ class Run:
                 if self.task is None or self.task.done():
                     break
                 await changed.wait()
-            if self.task is not None and not self.task.cancelled() and self.task.exception():
-                raise self.task.exception()  # type: ignore[misc]
+            if self.refusal is not None:
+                raise self.refusal
         finally:
             self.watchers -= 1
             if not self.watchers:
@@ -111,7 +118,7 @@ class Run:
         """stop(), and wait until the reply has ended."""
         self.stop()
         if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.task
 
 

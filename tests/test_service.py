@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import gc
 import json
 import re
+import weakref
 from pathlib import Path
 
 import pytest
@@ -134,6 +137,41 @@ def test_a_reply_runs_apart_from_its_followers_and_stops_when_unwatched_if_the_h
 
     assert asyncio.run(unwatched()) is True  # --stop-unwatched 0.3: nobody watched, so it stopped
     assert server.wait_for(lambda: server.closed_early, timeout=1.0)
+
+
+def test_an_ended_reply_keeps_its_conversation_and_lets_go_of_the_request_it_ran_with(
+    server: FakeOpenAI, tmp_path: Path
+):
+    """A process keeps thousands of ended replies for followers who come back (a reload after the end): each
+    keeps what a follower sees, not its task and the context the task ran in (Gradio's request is in it), nor the
+    caller the store's saver held."""
+    store = LogStore(database_url(str(tmp_path / "chats.db"))).open()
+    settings = remote_settings(server)
+    service = ChatService(settings, create_backend(settings), ["fake-model"], store=store)
+    server.default = Reply(text="Hello there")
+    request: contextvars.ContextVar[object] = contextvars.ContextVar("request")
+
+    class Request:  # stands for Gradio's, which its queue puts in the context each event runs in
+        pass
+
+    async def scenario() -> tuple[list, list[weakref.ref]]:
+        caller = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
+        request.set(Request())
+        conversation = service.conversation_for(caller, "tab", [])
+        run = service.start({"text": "Hi", "files": []}, [], "fake-model", {}, caller, conversation=conversation)
+        held = [weakref.ref(request.get()), weakref.ref(caller)]
+        request.set(None)
+        async for _ in run.follow():
+            pass
+        await asyncio.sleep(0.1)  # the task is done with
+        again = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
+        return [turn.text async for turn in service.follow(service.latest(again, conversation), again)], held
+
+    followed, held = asyncio.run(scenario())
+    gc.collect()
+    assert followed == ["Hello there"]  # a follower who comes back sees the reply
+    assert [ref() for ref in held] == [None, None]  # and nothing else of the turn is kept
+    store.close()
 
 
 def test_a_copied_session_hash_names_none_of_anothers_conversations(server: FakeOpenAI):
