@@ -190,8 +190,10 @@ def build_app(
     async def show(found: tuple[list[dict], Run | None], asking: Caller, tab: str) -> AsyncIterator[tuple]:
         """A conversation (chatbot, textbox): as kept, or with its reply as it grows if it runs."""
         shown, run = found
-        if run is None:  # kept in the store: it ended
+        if run is None:  # kept in the store: it ended, or it streams in another replica
             yield shown, gr.skip()
+            async for now_shown in service.elsewhere(asking, tab, shown):
+                yield now_shown, gr.skip()
             return
         running = run.running
         streaming = textbox_for(running=True) if running else gr.skip()
@@ -223,7 +225,10 @@ def build_app(
         """The reply running in the conversation the tab just opened, as it grows."""
         asking, tab = caller(request), request.session_hash or ""
         run = service.showing(asking, tab)
-        if run is None or not run.running:  # (it ended since it was opened)
+        if run is None:  # kept in the store: it ended, or it streams in another replica
+            async for shown in service.elsewhere(asking, tab):
+                yield shown, gr.skip()
+        if run is None or not run.running:  # (or it ended since it was opened)
             yield gr.skip(), textbox_for(running=False)
             return
         async for shown in show((service.in_view(asking, tab, run.messages()), run), asking, tab):

@@ -112,6 +112,8 @@ class ChatService:
         self._tabs: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._current: OrderedDict[str, str | None] = OrderedDict()  # an owner -> the one they had open last
         self._earlier: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()  # a tab -> the messages it left out
+        # (owner's session, conversation) found streaming in another process: a page watches it there (elsewhere())
+        self._elsewhere: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # -- checks ------------------------------------------------------------------
     def problem(self, message: dict | str) -> str | None:
@@ -466,7 +468,37 @@ class ChatService:
         shown = stored["messages"]
         if stored["status"] == "interrupted":
             mark_interrupted(shown)
+        elif stored["status"] == "streaming":
+            self._elsewhere[(caller.session, conversation)] = None
+            while len(self._elsewhere) > MAX_TABS:
+                self._elsewhere.popitem(last=False)
         return shown, None
+
+    async def elsewhere(self, caller: Caller, tab: str, shown: list[dict] | None = None) -> AsyncIterator[list[dict]]:
+        """The conversation the tab shows while its reply streams in another process on the store (a replica:
+        the owner's other browser, or the one that served them until it died), as that process saves it, until
+        it ends there; one that died is found silent (storage.logs.SILENT) and its reply shows as interrupted.
+        `shown`: what the tab shows of it already."""
+        conversation = self._tabs.get((caller.session, tab))
+        if conversation is None or self.store is None or caller.owner is None:
+            return
+        if self._elsewhere.pop((caller.session, conversation), ...) is not None:  # not found streaming elsewhere
+            return
+        while self._tabs.get((caller.session, tab)) == conversation:
+            try:
+                stored = await self._stored(self.store.opened, caller.owner, conversation)
+            except Refused:  # the database is unreachable: the page shows what it had
+                return
+            if stored is None:  # deleted meanwhile
+                return
+            if stored["status"] == "interrupted":
+                mark_interrupted(stored["messages"])
+            if (now_shown := self.in_view(caller, tab, stored["messages"])) != shown:
+                yield now_shown
+                shown = now_shown
+            if stored["status"] != "streaming":
+                return
+            await asyncio.sleep(SAVE_EVERY / 2)  # it saves every SAVE_EVERY seconds
 
     def clear(self, caller: Caller, tab: str) -> None:
         """The tab's chat was cleared: its next message starts a new conversation, and so does a reload."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from chat.service import INTERRUPTED
 from deploy.replicas import serving as replicas_serving
 from storage.logs import SILENT, conversations, database_url
 from testkit.browser import Chat, browser, cut_reply_retried, expect  # noqa: F401 - fixtures used here
@@ -29,6 +30,7 @@ from testkit.processes import ROOT, base_env, free_port
 from testkit.support import SENTINEL_KEY, ask, emptied, missing
 
 STARTED = re.compile(r"Replica on 127\.0\.0\.1:(\d+) started \(pid (\d+)\)")
+CUT = INTERRUPTED.split(".")[0]  # its first sentence, as the page shows it
 LONG = "Hello there! " + " ".join(f"word{i}" for i in range(200))  # 10 s
 
 
@@ -120,12 +122,11 @@ def test_a_replica_killed_mid_reply_leaves_its_visitor_to_another_with_the_conve
             expect(tab.bots.first).to_have_text("Echo: first")  # no finished turn is lost
             assert replicas.serving("GET / ") == other
             # The cut reply is marked interrupted once its replica has been silent for SILENT seconds (or as the
-            # supervisor starts it again under its name): a reload then shows it so.
-            deadline = killed + SILENT + 20
-            while status_of(store, "first") != "interrupted" and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert status_of(store, "first") == "interrupted"
-            tab.page.reload()
+            # supervisor starts it again under its name): the page, watching it through the store, shows it so.
+            expect(tab.bots.last).to_contain_text(CUT, timeout=(SILENT + 20) * 1000)
+            assert status_of(store, "first") == "interrupted" and time.monotonic() - killed < SILENT + 20
+            tab.page.reload()  # and so does a reload
+            expect(tab.bots.last).to_contain_text(CUT)
             # The supervisor starts the killed replica again. The page stays with the replica that holds its
             # session (its cookie names it): Retry, sent once the first is back, is served there.
             assert replicas_serving(serving, timeout=90)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from chat.service import Caller, ChatService, Listing, Refused
+from chat.service import INTERRUPTED, Caller, ChatService, Listing, Refused
+from core.errors import with_notice
 from core.turn import RUN, SKIP
 from providers.registry import create_backend
 from storage.logs import LogStore, conversations, database_url
@@ -172,6 +173,56 @@ def test_an_ended_reply_keeps_its_conversation_and_lets_go_of_the_request_it_ran
     assert followed == ["Hello there"]  # a follower who comes back sees the reply
     assert [ref() for ref in held] == [None, None]  # and nothing else of the turn is kept
     store.close()
+
+
+def test_a_reply_streaming_in_another_replica_shows_as_it_saves_it_and_as_interrupted_once_it_dies(
+    server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two replicas on one store. The owner's page on the second (their other browser; or theirs, once the replica
+    that served it died) shows a reply streaming in the first as the first saves it, to its end; and one whose
+    replica died, interrupted once that replica has been silent for SILENT seconds, without a reload."""
+    monkeypatch.setattr("storage.logs.HEARTBEAT", 0.3)
+    monkeypatch.setattr("storage.logs.SILENT", 3.0)  # the app's 2 s and 6 s, shorter
+    url = database_url(str(tmp_path / "chats.db"))
+    stores = [LogStore(url, replica="one").open(), LogStore(url, replica="two").open()]
+    settings = remote_settings(server)
+    one, two = (ChatService(settings, create_backend(settings), ["fake-model"], store=store) for store in stores)
+    ada = Caller("page:visitor-ada", "127.0.0.1", returns=True, owner="page:visitor-ada")
+    long = " ".join(f"w{i}" for i in range(300))  # 6 s: saved at 2 s (with the first save, held till then) and 4 s
+    server.default = Reply(text=long, delay=0.02)
+
+    async def watched_from_two(conversation: str, tab: str) -> tuple[str, list[str]]:
+        shown, run = await two.open(ada, tab, conversation)
+        assert run is None  # it runs in the other replica
+        reply = [answer_text(update[1:]) async for update in two.elsewhere(ada, tab, shown)]  # after "Talk"
+        return answer_text(shown[1:]), reply
+
+    async def scenario() -> tuple[tuple, tuple]:
+        finishing = one.conversation_for(ada, "tab-1", [])
+        one.start({"text": "Talk", "files": []}, [], "fake-model", {}, ada, conversation=finishing)
+        await asyncio.sleep(2.8)  # past the first write
+        finished = await watched_from_two(finishing, "tab-2")
+        dying = one.conversation_for(ada, "tab-3", [])
+        run = one.start({"text": "Again", "files": []}, [], "fake-model", {}, ada, conversation=dying)
+        await asyncio.sleep(2.8)
+        run.on_change = None  # replica "one" dies: it saves nothing more, and stops beating
+        run.stop()
+        await asyncio.to_thread(stores[0].close)
+        started = asyncio.get_running_loop().time()
+        cut = await watched_from_two(dying, "tab-4")
+        waited = asyncio.get_running_loop().time() - started
+        reloaded, _ = await two.open(ada, "tab-5", dying)
+        return finished, (*cut, waited, answer_text(reloaded[1:]))
+
+    try:
+        (first, updates), (cut_first, cut_updates, waited, reloaded) = asyncio.run(scenario())
+    finally:
+        stores[1].close()
+    assert long.startswith(first) and first != long  # opened mid-reply: what "one" had saved
+    assert updates[-1] == long and len(updates) >= 2  # then each save, to the whole reply
+    assert long.startswith(cut_first) and cut_first != long
+    assert cut_updates == [with_notice(cut_first, INTERRUPTED)] and waited < 3.0 + 3.0  # one update: interrupted
+    assert reloaded == cut_updates[0]  # as a reload shows it
 
 
 def test_a_copied_session_hash_names_none_of_anothers_conversations(server: FakeOpenAI):
