@@ -294,6 +294,11 @@ class SideBySide:
         return Change([a / b - 1 for a, b in zip(figures[of].values, figures[against].values, strict=True)])
 
 
+# A cost smaller than one app's spread between rounds (the store's, the log's) is judged over this many times
+# the usual runs, in rounds alternating the two apps.
+CLOSE_CALL_ROUNDS = 5
+
+
 def side_by_side(apps: dict[str, App], rounds: int, users: int, tokens: int, visitors: bool = False) -> SideBySide:
     """`users` at once, each a `tokens`-token reply at 20 ms a token, on each app in turn: `rounds` rounds after a
     warm-up, each app first in every other round, so that anything else the machine does (and whatever the app
@@ -304,8 +309,8 @@ def side_by_side(apps: dict[str, App], rounds: int, users: int, tokens: int, vis
     firsts: dict[str, list[float]] = {name: [] for name in apps}
     cpu: dict[str, list[float]] = {name: [] for name in apps}
     complete = dict.fromkeys(apps, 0)
+    order = list(apps.items())
     for number in range(rounds):
-        order = list(apps.items())
         for name, app in order if number % 2 == 0 else reversed(order):
             before = cpu_seconds(app.pid)
             _, streams = crowd(app, users, text, last, visitors=visitors)

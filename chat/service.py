@@ -465,14 +465,11 @@ class ChatService:
         stored = await self._stored(self.store.opened, caller.owner, conversation) if kept else None  # type: ignore[union-attr]
         if stored is None:
             return None
-        shown = stored["messages"]
-        if stored["status"] == "interrupted":
-            mark_interrupted(shown)
-        elif stored["status"] == "streaming":
+        if stored["status"] == "streaming":
             self._elsewhere[(caller.session, conversation)] = None
             while len(self._elsewhere) > MAX_TABS:
                 self._elsewhere.popitem(last=False)
-        return shown, None
+        return as_shown(stored), None
 
     async def elsewhere(self, caller: Caller, tab: str, shown: list[dict] | None = None) -> AsyncIterator[list[dict]]:
         """The conversation the tab shows while its reply streams in another process on the store (a replica:
@@ -480,20 +477,17 @@ class ChatService:
         it ends there; one that died is found silent (storage.logs.SILENT) and its reply shows as interrupted.
         `shown`: what the tab shows of it already."""
         conversation = self._tabs.get((caller.session, tab))
-        if conversation is None or self.store is None or caller.owner is None:
+        if (caller.session, conversation) not in self._elsewhere:  # (found so only in a store, for an owner)
             return
-        if self._elsewhere.pop((caller.session, conversation), ...) is not None:  # not found streaming elsewhere
-            return
+        del self._elsewhere[(caller.session, conversation)]
         while self._tabs.get((caller.session, tab)) == conversation:
             try:
-                stored = await self._stored(self.store.opened, caller.owner, conversation)
+                stored = await self._stored(self.store.opened, caller.owner, conversation)  # type: ignore[union-attr]
             except Refused:  # the database is unreachable: the page shows what it had
                 return
             if stored is None:  # deleted meanwhile
                 return
-            if stored["status"] == "interrupted":
-                mark_interrupted(stored["messages"])
-            if (now_shown := self.in_view(caller, tab, stored["messages"])) != shown:
+            if (now_shown := self.in_view(caller, tab, as_shown(stored))) != shown:
                 yield now_shown
                 shown = now_shown
             if stored["status"] != "streaming":
@@ -636,6 +630,14 @@ class ChatService:
         )
         # Each setting within its range; one the file lacks (exported before it existed) at its default.
         return Imported(history, self.chosen(config.chosen), model, notice)
+
+
+def as_shown(stored: dict) -> list[dict]:
+    """A stored conversation's messages as a page shows them: a reply its process did not finish says so."""
+    shown = stored["messages"]
+    if stored["status"] == "interrupted":
+        mark_interrupted(shown)
+    return shown
 
 
 def mark_interrupted(messages: list[dict]) -> None:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bench.common import App, Figure, Report, ask, side_by_side
+from bench.common import CLOSE_CALL_ROUNDS, App, Figure, Report, ask, side_by_side
 
 
 def logging_cost(report: Report, off: App, on: App, log_db: Path, runs: int, users: int, tokens: int) -> None:
     """Time to first update with the conversation log on (SQLite) next to the same app with it off: one user, then
-    many at once in five times the usual rounds (the difference sought is smaller than the spread of one app's
-    rounds)."""
+    many at once in CLOSE_CALL_ROUNDS times the usual rounds."""
     one: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(runs):  # alternating, so that anything else the machine does hits both alike
         for name, app in (("off", off), ("on", on)):
             one[name].append(ask(app, app.client, f"bench:{tokens}:20").first)
-    rounds = 5 * runs
+    rounds = CLOSE_CALL_ROUNDS * runs
     measured = side_by_side({"off": off, "on": on}, rounds, users, tokens)
     with sqlite3.connect(log_db) as db:
         logged = db.execute("SELECT count(*), count(DISTINCT id) FROM chat_turns").fetchone()

@@ -9,7 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from bench.common import App, Report, crowd, side_by_side, verdict
+from bench.common import CLOSE_CALL_ROUNDS, App, Report, crowd, side_by_side, verdict
 
 # Where the store's own work happens: anything in storage/logs.py (the writer thread, the reads of a page load),
 # and the saves a streaming reply makes (chat.service builds each record).
@@ -17,10 +17,10 @@ STORE_FRAMES = ("(storage/logs.py:", "._saver.<locals>.save (chat/service.py:")
 
 
 def store_cost(report: Report, on: App, off: App, store_db: Path, runs: int, users: int, tokens: int) -> None:
-    """Many visitors at once (with the owner cookie, so their conversations are kept), store on and off, in five
-    times the usual rounds (the difference sought is smaller than the spread of one app's rounds); and the store's
-    own share of the store-on app's CPU, profiled under the same load."""
-    rounds = 5 * runs
+    """Many visitors at once (with the owner cookie, so their conversations are kept), store on and off, in
+    CLOSE_CALL_ROUNDS times the usual rounds; and the store's own share of the store-on app's CPU, profiled under
+    the same load."""
+    rounds = CLOSE_CALL_ROUNDS * runs
     measured = side_by_side({"off": off, "on": on}, rounds, users, tokens, visitors=True)
     share = profiled_share(on, users, tokens)
     with sqlite3.connect(store_db) as db:
